@@ -1,0 +1,3 @@
+from boq_edge.cli.app import main
+
+main()

@@ -1,0 +1,37 @@
+"""The typer application object; command modules attach themselves to it."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="boq-edge: fold, quantize, export and validate Bag-of-Queries place-recognition models "
+    "for edge devices. Every subcommand is a thin wrapper over a Python function.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One actionable line on stderr and a non-zero exit: the house style for CLI errors."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from boq_edge.cli import _load_commands
+
+    _load_commands()
+    app(prog_name="boq-edge")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+    sys.exit(0)

@@ -1,0 +1,112 @@
+"""Model configurations: what a checkpoint needs to rebuild its network, and the presets.
+
+A preset fixes the architecture, the inference input size and the preprocessing; the
+two official ones match the released ``resnet50_16384.pth`` and ``dinov2_12288.pth``.
+The config is stored as JSON inside every checkpoint, so a checkpoint alone says how to
+build, feed and export its model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from boq_edge.preprocess import Preprocessing
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenetv2", "dinov2_vits14", "dinov2_vitb14")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    backbone: str
+    proj_channels: int
+    num_queries: int
+    num_layers: int
+    row_dim: int
+    preprocessing: Preprocessing
+    # Stages (ResNet: entries of backbone.net; MobileNetV2: feature stages; DINOv2: blocks)
+    # that train; the rest are frozen.
+    trainable_stages: int = 1
+    # MobileNetV2 only: how many ``features`` stages to keep.
+    backbone_stages: int = 14
+    train_image_size: tuple[int, int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose from {list(BACKBONES)}")
+        for k in ("proj_channels", "num_queries", "num_layers", "row_dim"):
+            if getattr(self, k) <= 0:
+                raise ValueError(f"{k} must be positive, got {getattr(self, k)}")
+        if self.proj_channels % 64:
+            raise ValueError(f"proj_channels must be a multiple of 64, got {self.proj_channels}")
+        if self.backbone.startswith("dinov2"):
+            h, w = self.image_size
+            if h % 14 or w % 14:
+                raise ValueError(f"DINOv2 input size must be a multiple of 14, got {h}x{w}")
+
+    @property
+    def descriptor_dim(self) -> int:
+        return self.proj_channels * self.row_dim
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.preprocessing.size
+
+    def with_image_size(self, height: int, width: int) -> ModelConfig:
+        return replace(self, preprocessing=self.preprocessing.with_size(height, width))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["preprocessing"] = self.preprocessing.to_dict()
+        d["train_image_size"] = list(self.train_image_size) if self.train_image_size else None
+        d["descriptor_dim"] = self.descriptor_dim
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        d = dict(d)
+        d.pop("descriptor_dim", None)
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
+        if d.get("train_image_size"):
+            d["train_image_size"] = tuple(d["train_image_size"])
+        return cls(**d)
+
+
+def _bicubic(h: int, w: int) -> Preprocessing:
+    return Preprocessing(height=h, width=w, interpolation="bicubic")
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # The official releases (hubconf.py of the BoQ repository).
+    "resnet50-16384": ModelConfig(
+        name="resnet50-16384", backbone="resnet50", proj_channels=512, num_queries=64, num_layers=2,
+        row_dim=32, preprocessing=_bicubic(384, 384), trainable_stages=1, train_image_size=(320, 320)),
+    "dinov2-12288": ModelConfig(
+        name="dinov2-12288", backbone="dinov2_vitb14", proj_channels=384, num_queries=64, num_layers=2,
+        row_dim=32, preprocessing=_bicubic(322, 322), trainable_stages=2, train_image_size=(224, 224)),
+    # Edge presets: smaller backbones, fewer queries, shorter descriptors.
+    "resnet18-4096": ModelConfig(
+        name="resnet18-4096", backbone="resnet18", proj_channels=256, num_queries=32, num_layers=2,
+        row_dim=16, preprocessing=_bicubic(320, 320), trainable_stages=1, train_image_size=(320, 320)),
+    "mobilenetv2-2048": ModelConfig(
+        name="mobilenetv2-2048", backbone="mobilenetv2", proj_channels=128, num_queries=32, num_layers=2,
+        row_dim=16, preprocessing=_bicubic(224, 224), trainable_stages=4, backbone_stages=14,
+        train_image_size=(224, 224)),
+}
+ALIASES = {"mobilenetv2-edge": "mobilenetv2-2048", "resnet18-edge": "resnet18-4096",
+           "resnet50": "resnet50-16384", "dinov2": "dinov2-12288"}
+
+
+def get_preset(name: str) -> ModelConfig:
+    """A preset by name or alias; the error lists what exists."""
+    key = ALIASES.get(name, name)
+    if key not in PRESETS:
+        names = sorted(PRESETS) + sorted(ALIASES)
+        raise KeyError(f"unknown preset {name!r}; available: {', '.join(names)}")
+    return PRESETS[key]

@@ -1,0 +1,1 @@
+"""The export stage: folding, ONNX / OpenVINO / TensorRT emitters and the artifact bundle."""

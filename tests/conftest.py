@@ -1,0 +1,51 @@
+"""Shared fixtures. Real data is found in exactly one place: ``shared_dir``.
+
+``../shared`` sits beside the repository on developer machines and in CI; the
+``BOQ_EDGE_SHARED`` environment variable points elsewhere. Without it, tests that need
+real data are skipped locally but fail in CI (``CI`` set), so a missing data folder can
+never turn into a green run that tested nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _find_shared() -> Path | None:
+    env = os.environ.get("BOQ_EDGE_SHARED")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO_ROOT.parent / "shared")
+    for c in candidates:
+        if (c / "data").is_dir() or (c / "weights").is_dir():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    found = _find_shared()
+    if found is None:
+        msg = "../shared (real data and weights) not found; set BOQ_EDGE_SHARED"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return found
+
+
+@pytest.fixture(scope="session")
+def nordland_dir(shared_dir: Path) -> Path:
+    d = shared_dir / "data" / "nordland-64x32"
+    assert (d / "summer").is_dir() and (d / "winter").is_dir(), f"Nordland data missing under {d}"
+    return d
+
+
+@pytest.fixture(scope="session")
+def mobilenet_weights(shared_dir: Path) -> Path:
+    p = shared_dir / "weights" / "mobilenetv2_imagenet_features.pt"
+    assert p.is_file(), f"MobileNetV2 weights missing: {p}"
+    return p
