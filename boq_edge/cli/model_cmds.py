@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -11,7 +10,7 @@ from rich.table import Table
 from boq_edge.cli.app import app, console, fail
 
 
-def _load_model(ckpt: Optional[Path], preset: Optional[str], backbone_weights: Optional[Path]):  # noqa: ANN202
+def _load_model(ckpt: Path | None, preset: str | None, backbone_weights: Path | None):  # noqa: ANN202
     """A model from a checkpoint, or from a preset (optionally with backbone weights)."""
     from boq_edge.model import CheckpointError, build_model, get_preset, load_checkpoint
 
@@ -31,9 +30,9 @@ def _load_model(ckpt: Optional[Path], preset: Optional[str], backbone_weights: O
 def init_cmd(
     preset: str = typer.Option(..., "--preset", "-p", help="Preset name (see `boq-edge presets`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint file to write (.boq)."),
-    backbone_weights: Optional[Path] = typer.Option(
+    backbone_weights: Path | None = typer.Option(
         None, help="Local ImageNet backbone state_dict (.pt/.pth); nothing is downloaded."),
-    image_size: Optional[tuple[int, int]] = typer.Option(None, help="Inference input H W (default: the preset's)."),
+    image_size: tuple[int, int] | None = typer.Option(None, help="Inference input H W (default: the preset's)."),
     seed: int = typer.Option(0, help="Seed for the randomly initialised BoQ head."),
 ) -> None:
     """Create an untrained checkpoint from a preset (pretrained backbone if weights are given)."""
@@ -115,12 +114,12 @@ def info_cmd(path: Path = typer.Argument(..., help="A .boq checkpoint or an arti
 
 @app.command("fold")
 def fold_cmd(
-    ckpt: Optional[Path] = typer.Argument(None, help="A .boq checkpoint (or use --preset)."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Fold an untrained preset instead."),
-    backbone_weights: Optional[Path] = typer.Option(None, help="With --preset: local backbone weights."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the folded model (.boq) here."),
+    ckpt: Path | None = typer.Argument(None, help="A .boq checkpoint (or use --preset)."),
+    preset: str | None = typer.Option(None, "--preset", "-p", help="Fold an untrained preset instead."),
+    backbone_weights: Path | None = typer.Option(None, help="With --preset: local backbone weights."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the folded model (.boq) here."),
     check: bool = typer.Option(False, "--check", help="Compare folded vs unfolded descriptors."),
-    images: Optional[Path] = typer.Option(None, help="With --check: a folder of real images to compare on too."),
+    images: Path | None = typer.Option(None, help="With --check: a folder of real images to compare on too."),
     max_images: int = typer.Option(16, help="With --images: how many images to use."),
     tolerance: float = typer.Option(1e-5, help="With --check: largest allowed max |Δ| of descriptors."),
     onnx_nodes: bool = typer.Option(False, help="With --check: export both to ONNX and count nodes (slow)."),

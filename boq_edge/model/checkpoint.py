@@ -104,8 +104,9 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
     if unexpected:
         parts.append(f"unexpected keys ({len(unexpected)}): {show(unexpected)}")
     if wrong:
-        parts.append("shape mismatches: " + "; ".join(
-            f"{k} has {tuple(state[k].shape)}, model expects {tuple(own[k].shape)}" for k in wrong[:6]))
+        more = f" … (+{len(wrong) - 6} more)" if len(wrong) > 6 else ""
+        parts.append(f"shape mismatches ({len(wrong)}): " + "; ".join(
+            f"{k} has {tuple(state[k].shape)}, model expects {tuple(own[k].shape)}" for k in wrong[:6]) + more)
     raise CheckpointError(f"{source} does not match preset {getattr(model, 'config', None) and model.config.name}: "
                           + " | ".join(parts))
 
