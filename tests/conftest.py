@@ -49,3 +49,19 @@ def mobilenet_weights(shared_dir: Path) -> Path:
     p = shared_dir / "weights" / "mobilenetv2_imagenet_features.pt"
     assert p.is_file(), f"MobileNetV2 weights missing: {p}"
     return p
+
+
+@pytest.fixture(scope="session")
+def write_image():
+    """``write_image(path, seed=0, size=(W, H))`` writes a small random RGB image (dataset fixtures)."""
+    import numpy as np
+    from PIL import Image
+
+    def _write(path: Path, seed: int = 0, size: tuple[int, int] = (16, 12)) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+        return path
+
+    return _write

@@ -73,12 +73,14 @@ def aligned_groups(folders: dict[str, set[str]]) -> list[list[str]]:
     return [sorted(g) for g in by_names.values() if len(g) >= 2]
 
 
-def _choose_folders(root: Path, folders: dict[str, set[str]], queries: str | None, database: str | None) -> tuple[str, str]:
+def _choose_folders(
+    root: Path, folders: dict[str, set[str]], queries: str | None, database: str | None
+) -> tuple[str, str]:
     if queries is None and database is None and {DEFAULT_QUERIES, DEFAULT_DATABASE} <= folders.keys():
         return DEFAULT_QUERIES, DEFAULT_DATABASE
     groups = aligned_groups(folders)
     if queries is None or database is None:
-        candidates = [g for g in groups if (queries in g if queries else True) and (database in g if database else True)]
+        candidates = [g for g in groups if (not queries or queries in g) and (not database or database in g)]
         if len(candidates) == 1 and len(candidates[0]) == 2:
             a, b = candidates[0]
             if queries is None and database is None:
@@ -111,7 +113,8 @@ def read_aligned(
     q_name, db_name = _choose_folders(root, folders, queries, database)
     for f in (q_name, db_name):
         if f not in folders:
-            raise BenchmarkFormatError(f"{root}/{f} is not a folder of images (found: {', '.join(sorted(folders)) or 'none'})")
+            found = ", ".join(sorted(folders)) or "none"
+            raise BenchmarkFormatError(f"{root}/{f} is not a folder of images (found: {found})")
     if q_name == db_name:
         raise BenchmarkFormatError(f"queries and database are the same folder {q_name!r}")
     q_names, db_names = folders[q_name], folders[db_name]
@@ -125,7 +128,9 @@ def read_aligned(
     names = sorted(q_names, key=natural_key)
     if frame_range is not None:
         start, stop = frame_range
-        names = [n for n in names if (start is None or frame_number(n) >= start) and (stop is None or frame_number(n) < stop)]
+        numbers = [frame_number(n) for n in names]
+        names = [n for n, f in zip(names, numbers, strict=True)
+                 if (start is None or f >= start) and (stop is None or f < stop)]
         if not names:
             raise BenchmarkFormatError(f"{root}: no files with frame numbers in [{start}, {stop})")
     n = len(names)

@@ -1,7 +1,8 @@
 """``--format auto``: recognise a dataset directory by the markers each format requires.
 
-Every format is checked; exactly one must match. Two matches is an error rather than a
-guess, because reading a benchmark the wrong way gives plausible but wrong recalls.
+Metadata files decide first (they say what the folder is); folder layouts only when there
+are none. Two metadata formats in one directory is an error rather than a guess, because
+reading a benchmark the wrong way gives plausible but wrong recalls.
 """
 
 from __future__ import annotations
@@ -16,19 +17,26 @@ FORMATS = (vpr_folder.FORMAT, vpr_bench.FORMAT, openvprlab.FORMAT, aligned.FORMA
 
 
 def _matches(root: Path) -> list[str]:
+    """Formats whose markers are present, most specific first.
+
+    Ground-truth files (VPR-Bench, OpenVPRLab) are explicit metadata and win over folder
+    layouts (an OpenVPRLab set usually also has ``database/`` + ``queries/`` folders of
+    images). Folder layouts are only looked at when no metadata file is there.
+    """
     found = []
-    if (root / "database").is_dir() and (root / "queries").is_dir() or (
-        (root / "database_images_paths.txt").is_file() and (root / "queries_images_paths.txt").is_file()
-    ):
-        found.append(vpr_folder.FORMAT)
     if (root / vpr_bench.GT_FILE).is_file() and (root / "query").is_dir() and (root / "ref").is_dir():
         found.append(vpr_bench.FORMAT)
     if openvprlab.find_names(root):
         found.append(openvprlab.FORMAT)
-    if not found and aligned.aligned_groups(aligned.image_subfolders(root)):
-        # Only looked for when nothing else matched: it lists every subfolder.
-        found.append(aligned.FORMAT)
-    return found
+    if found:
+        return found
+    if (root / "database").is_dir() and (root / "queries").is_dir() or (
+        (root / "database_images_paths.txt").is_file() and (root / "queries_images_paths.txt").is_file()
+    ):
+        return [vpr_folder.FORMAT]
+    if aligned.aligned_groups(aligned.image_subfolders(root)):
+        return [aligned.FORMAT]
+    return []
 
 
 def detect_format(path: str | os.PathLike) -> str:

@@ -51,7 +51,8 @@ def read_openvprlab(root: str | os.PathLike, *, name: str | None = None) -> Benc
     files = {s: root / f"{name}{s}" for s in (DB_SUFFIX, Q_SUFFIX, GT_SUFFIX)}
     for f in files.values():
         if not f.is_file():
-            raise BenchmarkFormatError(f"{root}: missing {f.name} (OpenVPRLab sets need {', '.join(p.name for p in files.values())})")
+            need = ", ".join(p.name for p in files.values())
+            raise BenchmarkFormatError(f"{root}: missing {f.name} (OpenVPRLab sets need {need})")
     db_paths = _image_list(files[DB_SUFFIX], root)
     q_paths = _image_list(files[Q_SUFFIX], root)
     gt = load_npy(files[GT_SUFFIX])

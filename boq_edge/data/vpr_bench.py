@@ -36,7 +36,7 @@ def list_indexed_images(folder: Path) -> list[Path]:
         stems = [int(p.stem) for p in paths]
         if len(set(stems)) != len(stems):
             raise BenchmarkFormatError(f"{folder}: two images share the same numeric index")
-        return [p for _, p in sorted(zip(stems, paths))]
+        return [p for _, p in sorted(zip(stems, paths, strict=True))]
     return sorted(paths, key=lambda p: natural_key(p.name))
 
 

@@ -136,8 +136,8 @@ def recall_from_predictions(
                 hits_pos[i:] += 1
                 break
     n_with = nq - len(no_pos)
-    recalls = {k: float(h / nq * 100) if nq else 0.0 for k, h in zip(ks, hits)}
-    recalls_pos = {k: float(h / n_with * 100) if n_with else 0.0 for k, h in zip(ks, hits_pos)}
+    recalls = {k: float(h / nq * 100) if nq else 0.0 for k, h in zip(ks, hits, strict=True)}
+    recalls_pos = {k: float(h / n_with * 100) if n_with else 0.0 for k, h in zip(ks, hits_pos, strict=True)}
     return RecallResult(
         k_values=ks,
         recalls=recalls,
