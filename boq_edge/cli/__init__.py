@@ -11,6 +11,7 @@ from boq_edge.cli.app import app, main
 _COMMAND_MODULES = (
     "boq_edge.cli.model_cmds",
     "boq_edge.cli.eval_cmd",
+    "boq_edge.cli.validate_cmds",
 )
 
 
