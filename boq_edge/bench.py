@@ -95,7 +95,7 @@ def _read(path: str) -> str | None:
 
 def system_info() -> dict[str, Any]:
     """CPU model and the flags that decide INT8 speed, runtime versions, GPU and power mode if readable."""
-    cpu_model, flags = platform.processor() or "unknown", set()
+    cpu_model, flags = platform.processor() or "unknown", set[str]()
     cpuinfo = _read("/proc/cpuinfo") or ""
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")

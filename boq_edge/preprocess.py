@@ -127,8 +127,8 @@ def preprocess_image(item: ImageLike, spec: Preprocessing) -> np.ndarray:
     im = _as_pil(item)
     if im.size != (spec.width, spec.height):
         im = im.resize((spec.width, spec.height), _FILTERS[spec.interpolation])
-    x = np.asarray(im, dtype=np.float32) / np.float32(255.0)
-    x = (x - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
+    pixels = np.asarray(im, dtype=np.float32) / np.float32(255.0)
+    x = (pixels - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 
 

@@ -76,6 +76,8 @@ class ExplicitEncoderLayer(nn.Module):
 class FoldedBoQBlock(nn.Module):
     """A BoQ block whose queries side is one constant: (1, heads, M, head_dim)."""
 
+    query_const: torch.Tensor
+
     def __init__(self, block: BoQBlock) -> None:
         super().__init__()
         self.encoder = ExplicitEncoderLayer(block.encoder)
@@ -106,7 +108,7 @@ class FoldedBoQ(nn.Module):
         super().__init__()
         self.proj_c = copy.deepcopy(agg.proj_c)
         self.norm_input = copy.deepcopy(agg.norm_input)
-        self.boqs = nn.ModuleList(FoldedBoQBlock(b) for b in agg.boqs)
+        self.boqs = nn.ModuleList(FoldedBoQBlock(b) for b in agg.boqs if isinstance(b, BoQBlock))
         self.fc = _copy_linear(agg.fc)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,6 +123,8 @@ class FoldedBoQ(nn.Module):
 
 class FoldedDinoV2(nn.Module):
     """DINOv2 with the position embedding for one input size stored as a constant."""
+
+    pos_const: torch.Tensor
 
     def __init__(self, bb: DinoV2Backbone, image_size: tuple[int, int]) -> None:
         super().__init__()

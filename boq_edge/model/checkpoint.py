@@ -107,8 +107,9 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
         more = f" … (+{len(wrong) - 6} more)" if len(wrong) > 6 else ""
         parts.append(f"shape mismatches ({len(wrong)}): " + "; ".join(
             f"{k} has {tuple(state[k].shape)}, model expects {tuple(own[k].shape)}" for k in wrong[:6]) + more)
-    raise CheckpointError(f"{source} does not match preset {getattr(model, 'config', None) and model.config.name}: "
-                          + " | ".join(parts))
+    config = getattr(model, "config", None)
+    target = f"preset {config.name}" if isinstance(config, ModelConfig) else "the model"
+    raise CheckpointError(f"{source} does not match {target}: " + " | ".join(parts))
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> Path:

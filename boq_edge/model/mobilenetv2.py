@@ -76,12 +76,12 @@ class MobileNetV2Backbone(nn.Module):
         if not 0 <= trainable_stages <= num_stages:
             raise ValueError(f"trainable_stages must be in 0..{num_stages}, got {trainable_stages}")
         self.trainable_stages = trainable_stages
-        for m in self.features[: num_stages - trainable_stages]:
+        for m in list(self.features)[: num_stages - trainable_stages]:
             m.requires_grad_(False)
 
     def train(self, mode: bool = True) -> MobileNetV2Backbone:
         super().train(mode)
-        for m in self.features[: self.num_stages - self.trainable_stages]:
+        for m in list(self.features)[: self.num_stages - self.trainable_stages]:
             m.eval()
         return self
 

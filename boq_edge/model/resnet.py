@@ -109,12 +109,12 @@ class ResNetBackbone(nn.Module):
         if not 0 <= trainable_stages <= len(self.net):
             raise ValueError(f"trainable_stages must be in 0..{len(self.net)}, got {trainable_stages}")
         self.trainable_stages = trainable_stages
-        for m in self.net[: len(self.net) - trainable_stages]:
+        for m in list(self.net)[: len(self.net) - trainable_stages]:
             m.requires_grad_(False)
 
     def train(self, mode: bool = True) -> ResNetBackbone:
         super().train(mode)
-        for m in self.net[: len(self.net) - self.trainable_stages]:
+        for m in list(self.net)[: len(self.net) - self.trainable_stages]:
             m.eval()
         return self
 

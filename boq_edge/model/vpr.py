@@ -20,7 +20,7 @@ class VPRModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = build_backbone(config)
+        self.backbone: Backbone = build_backbone(config)
         self.aggregator = BoQ(self.backbone.out_channels, config.proj_channels, config.num_queries,
                               config.num_layers, config.row_dim)
 
@@ -32,7 +32,10 @@ class VPRModel(nn.Module):
         return self.aggregator(self.backbone(x), need_attn=True)
 
 
-def build_backbone(config: ModelConfig) -> nn.Module:
+Backbone = ResNetBackbone | MobileNetV2Backbone | DinoV2Backbone
+
+
+def build_backbone(config: ModelConfig) -> Backbone:
     if config.backbone.startswith("resnet"):
         return ResNetBackbone(config.backbone, config.trainable_stages)
     if config.backbone == "mobilenetv2":
