@@ -76,6 +76,10 @@ def aligned_groups(folders: dict[str, set[str]]) -> list[list[str]]:
 def _choose_folders(
     root: Path, folders: dict[str, set[str]], queries: str | None, database: str | None
 ) -> tuple[str, str]:
+    for given in (queries, database):
+        if given is not None and given not in folders:
+            found = ", ".join(sorted(folders)) or "none"
+            raise BenchmarkFormatError(f"{root}/{given} is not a folder of images (image folders: {found})")
     if queries is None and database is None and {DEFAULT_QUERIES, DEFAULT_DATABASE} <= folders.keys():
         return DEFAULT_QUERIES, DEFAULT_DATABASE
     groups = aligned_groups(folders)

@@ -1,0 +1,101 @@
+"""On-disk descriptor cache, keyed by model hash + benchmark fingerprint + preprocessing.
+
+Re-extracting a benchmark is the slow part of every evaluation, and the gates evaluate
+the same model on the same data repeatedly. Entries are a ``.npy`` of descriptors and a
+``.json`` of metadata, each written atomically (temp file in the same directory, then
+``os.replace``) so an interrupted run never leaves a half-written entry that a later
+run would trust. The JSON is written last and is what marks an entry complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from boq_edge.preprocess import Preprocessing
+
+CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$BOQ_EDGE_CACHE`` or ``~/.cache/boq-edge``, plus ``descriptors/``."""
+    base = os.environ.get("BOQ_EDGE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "boq-edge"
+    )
+    return Path(base) / "descriptors"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Write ``path`` through ``write(fh)`` into a temp file beside it, then rename over it."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return p
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def entry_key(cache_key: str, paths: Sequence[os.PathLike | str], preprocessing: Preprocessing) -> str:
+    """Digest of the caller's key, the preprocessing and the image names (not their directory).
+
+    Names are included so that one caller key used with two different image lists cannot
+    collide; directories are not, so a dataset that moves keeps its cache.
+    """
+    h = hashlib.sha256()
+    head = {"v": CACHE_VERSION, "key": cache_key, "pre": preprocessing.to_dict()}
+    h.update(json.dumps(head, sort_keys=True).encode())
+    h.update(str(len(paths)).encode())
+    for p in paths:
+        h.update(b"\0" + Path(p).name.encode())
+    return h.hexdigest()[:40]
+
+
+class DescriptorCache:
+    """One directory of ``<key>.npy`` + ``<key>.json`` entries."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+
+    def paths(self, key: str) -> tuple[Path, Path]:
+        return self.directory / f"{key}.npy", self.directory / f"{key}.json"
+
+    def load(self, key: str, expected_rows: int) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """The entry for ``key``, or None when absent or inconsistent (then it is re-made)."""
+        npy, meta_path = self.paths(key)
+        if not (npy.is_file() and meta_path.is_file()):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            desc = np.load(npy, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        if desc.ndim != 2 or desc.shape[0] != expected_rows or meta.get("version") != CACHE_VERSION:
+            return None
+        return desc, meta
+
+    def save(self, key: str, descriptors: np.ndarray, meta: dict[str, Any]) -> Path:
+        npy, meta_path = self.paths(key)
+        atomic_write(npy, lambda fh: np.save(fh, np.ascontiguousarray(descriptors), allow_pickle=False))
+        atomic_write_text(meta_path, json.dumps({**meta, "version": CACHE_VERSION}, indent=1, sort_keys=True))
+        return npy
