@@ -142,3 +142,27 @@ def test_bad_embed_output_and_arguments(images: list[Path]) -> None:
         extract_descriptors(_embed, [], SPEC, progress=False)
     with pytest.raises(ValueError, match="unknown loader"):
         extract_descriptors(_embed, images, SPEC, loader="gpu", progress=False)
+
+
+def test_data_and_evaluation_work_without_torch(images: list[Path]) -> None:
+    """Devices have no torch: reading, extraction (thread workers) and recall must not need it."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+sys.modules["torch"] = None  # any import of torch now fails
+import numpy as np
+import boq_edge.data, boq_edge.evaluate
+from boq_edge.evaluate import extract_descriptors, compute_recall
+from boq_edge.preprocess import Preprocessing
+paths = {[str(p) for p in images]!r}
+e = extract_descriptors(lambda b: b.mean(axis=(2, 3)), paths, Preprocessing(8, 8), batch_size=4, num_workers=2,
+                        progress=False)
+assert e.loader == "threads" and e.ok.all()
+r, _ = compute_recall(e.descriptors, e.descriptors, [np.array([i]) for i in range(len(paths))], [1])
+print("ok", r.num_queries)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok 11"

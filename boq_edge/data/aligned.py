@@ -112,7 +112,12 @@ def read_aligned(
     root = require_dir(root, "dataset")
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or tolerance < 0:
         raise ValueError(f"tolerance is a non-negative number of files, got {tolerance!r}")
-    frame_range = parse_frame_range(frames) if isinstance(frames, str) or frames is None else tuple(frames)
+    if isinstance(frames, str) or frames is None:
+        frame_range = parse_frame_range(frames)
+    elif len(frames) == 2:
+        frame_range = (frames[0], frames[1])
+    else:
+        raise ValueError(f"frames must be 'START:STOP' or a (start, stop) pair, got {frames!r}")
     folders = image_subfolders(root)
     q_name, db_name = _choose_folders(root, folders, queries, database)
     for f in (q_name, db_name):

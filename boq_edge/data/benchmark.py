@@ -29,7 +29,7 @@ class BenchmarkFormatError(ValueError):
     """A dataset directory that does not match the format it is read as; the message says why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq on lists of arrays is ambiguous; compare fingerprints instead
 class Benchmark:
     """Query images, database images and, per query, the database indices that are positives.
 
@@ -94,6 +94,9 @@ class Benchmark:
         changes whenever which files are compared, or what counts as a match, changes.
         File *contents* are not hashed (that would read every image).
         """
+        cached = self.__dict__.get("_fingerprint")
+        if cached is not None:
+            return cached
         h = hashlib.sha256()
         h.update(json.dumps({"format": self.format, "params": self.params}, sort_keys=True, default=str).encode())
         for tag, paths in (("q", self.query_paths), ("db", self.db_paths)):
@@ -105,7 +108,9 @@ class Benchmark:
         for pos in self.positives:
             h.update(np.int64(pos.size).tobytes())
             h.update(pos.astype("<i8").tobytes())
-        return h.hexdigest()
+        digest = h.hexdigest()
+        object.__setattr__(self, "_fingerprint", digest)  # computed once: the lists are not to be mutated
+        return digest
 
     def summary(self) -> dict[str, Any]:
         """Plain JSON-able description for reports."""
