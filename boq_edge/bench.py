@@ -66,7 +66,19 @@ def time_callable(fn: Callable[[np.ndarray], Any], x: np.ndarray, warmup: int = 
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
+    """Peak resident set size of this process's own address space.
+
+    Linux: ``VmHWM`` from /proc, which starts afresh at exec. ``ru_maxrss`` does not: it
+    carries over the parent's peak through fork+exec, so a benchmark launched from a big
+    process (torch loaded) would report the parent's memory as the bundle's.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
