@@ -1,0 +1,213 @@
+"""The bundle manifest: read, verify and (for the export side) write ``manifest.json``.
+
+The manifest is the contract between the workstation that exports and the device that
+runs, so this module is torch-free: a device reads and verifies bundles with numpy-free
+standard library code. ``boq_edge.export.bundle`` reuses it for writing.
+
+A bundle is refused, with the file named, when the manifest is missing or malformed,
+its schema version is unknown, a listed file is missing, a listed path points outside
+the bundle, or a file's sha256 differs from the recorded one (a flipped byte is enough).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+SCHEMA = "boq-edge-bundle"
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+TARGETS = ("onnx", "openvino", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+# Roles of the files a backend may load; the manifest maps each role to a relative path.
+ROLE_ONNX = "onnx"
+ROLE_OPENVINO = "openvino"
+ROLE_ENGINE = "engine"
+ROLE_TIMING_CACHE = "timing_cache"
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message names the bundle (and file) and why."""
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    umask = os.umask(0)  # the only portable way to read it; read once
+    os.umask(umask)
+    return umask
+
+
+def default_mode(directory: bool = False) -> int:
+    """Permissions a plain open()/mkdir() would give under the umask (mkstemp/mkdtemp give 0600/0700)."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Temp file in the same folder, fsync, rename: readers see the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, default_mode())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _safe_relpath(bundle: Path, rel: str) -> Path:
+    """A listed path must stay inside the bundle: no absolute paths, no '..'."""
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts or not p.parts or "\\" in rel:
+        raise BundleError(f"{bundle}: manifest lists an unsafe path {rel!r}")
+    return bundle.joinpath(*p.parts)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Typed view of ``manifest.json``; ``raw`` keeps every field, known or not."""
+
+    bundle_dir: Path
+    target: str
+    precision: str
+    preset: str
+    model_config: dict[str, Any]
+    descriptor_dim: int
+    input_name: str
+    output_name: str
+    input_shape: list[Any]
+    batch_min: int
+    batch_opt: int
+    batch_max: int
+    preprocessing: dict[str, Any]
+    files: dict[str, str]
+    artifacts: dict[str, str]
+    inference_precision: str | None
+    quantization: dict[str, Any] | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.preprocessing["height"]), int(self.preprocessing["width"])
+
+    @property
+    def batch_range(self) -> tuple[int, int, int]:
+        return self.batch_min, self.batch_opt, self.batch_max
+
+    def artifact_path(self, role: str) -> Path | None:
+        """Absolute path of the file playing ``role`` (onnx, openvino, engine…), if the bundle has one."""
+        rel = self.artifacts.get(role)
+        return None if rel is None else _safe_relpath(self.bundle_dir, rel)
+
+    @classmethod
+    def from_dict(cls, bundle_dir: Path, d: dict[str, Any]) -> Manifest:
+        try:
+            inp, out, batch = d["input"], d["output"], d["batch"]
+            m = cls(
+                bundle_dir=bundle_dir, target=d["target"], precision=d["precision"], preset=d["preset"],
+                model_config=dict(d["model_config"]), descriptor_dim=int(d["descriptor_dim"]),
+                input_name=inp["name"], output_name=out["name"], input_shape=list(inp["shape"]),
+                batch_min=int(batch["min"]), batch_opt=int(batch["opt"]), batch_max=int(batch["max"]),
+                preprocessing=dict(d["preprocessing"]), files=dict(d["files"]),
+                artifacts=dict(d.get("artifacts", {})), inference_precision=d.get("inference_precision"),
+                quantization=d.get("quantization"), raw=d,
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError(f"{bundle_dir}: manifest is missing or has a malformed field: {e}") from None
+        if m.target not in TARGETS:
+            raise BundleError(f"{bundle_dir}: unknown target {m.target!r} in manifest")
+        if m.precision not in PRECISIONS:
+            raise BundleError(f"{bundle_dir}: unknown precision {m.precision!r} in manifest")
+        if not 1 <= m.batch_min <= m.batch_opt <= m.batch_max:
+            raise BundleError(f"{bundle_dir}: invalid batch range {m.batch_range}")
+        for role, rel in m.artifacts.items():
+            if rel not in m.files:
+                raise BundleError(f"{bundle_dir}: artifact {role} ({rel}) is not covered by the file hashes")
+        return m
+
+
+def hash_files(bundle_dir: str | os.PathLike, relpaths: list[str] | None = None) -> dict[str, str]:
+    """sha256 of the given files (default: every file under the bundle except the manifest)."""
+    root = Path(bundle_dir)
+    if relpaths is None:
+        relpaths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                          if p.is_file() and p.name != MANIFEST_NAME)
+    return {rel: file_sha256(_safe_relpath(root, rel)) for rel in relpaths}
+
+
+def verify_files(bundle_dir: str | os.PathLike, files: dict[str, str]) -> None:
+    """Raise :class:`BundleError` naming the first missing or altered file."""
+    root = Path(bundle_dir)
+    for rel, expected in files.items():
+        path = _safe_relpath(root, rel)
+        if not path.is_file():
+            raise BundleError(f"{root}: listed file {rel} is missing")
+        actual = file_sha256(path)
+        if actual != expected:
+            raise BundleError(f"{root}: {rel} has been modified or corrupted "
+                              f"(sha256 {actual[:12]}… ≠ manifest {expected[:12]}…); re-export the bundle")
+
+
+def load_manifest_dict(bundle_dir: str | os.PathLike) -> dict[str, Any]:
+    """The raw manifest after schema checks (no hash verification)."""
+    root = Path(bundle_dir)
+    path = root / MANIFEST_NAME
+    if not root.is_dir():
+        raise BundleError(f"{root}: not a bundle directory")
+    if not path.is_file():
+        raise BundleError(f"{root}: no {MANIFEST_NAME}; not a boq-edge bundle")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+        raise BundleError(f"{path}: not a boq-edge bundle manifest (schema field is not {SCHEMA!r})")
+    if d.get("schema_version") != SCHEMA_VERSION:
+        raise BundleError(f"{path}: manifest schema version {d.get('schema_version')!r}; "
+                          f"this boq-edge reads version {SCHEMA_VERSION}")
+    return d
+
+
+def read_manifest(bundle_dir: str | os.PathLike, verify: bool = True) -> Manifest:
+    """Read a bundle's manifest; with ``verify`` (the default) check every file's sha256."""
+    root = Path(bundle_dir)
+    m = Manifest.from_dict(root, load_manifest_dict(root))
+    if verify:
+        verify_files(root, m.files)
+    return m
+
+
+def write_manifest(bundle_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:
+    """Validate and write ``manifest.json`` atomically (sorted keys, stable diffs)."""
+    root = Path(bundle_dir)
+    d = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **manifest}
+    Manifest.from_dict(root, d)  # refuse to write what we could not read back
+    data = (json.dumps(d, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+    return atomic_write_bytes(root / MANIFEST_NAME, data)
+
+
+__all__ = [
+    "MANIFEST_NAME", "PRECISIONS", "ROLE_ENGINE", "ROLE_ONNX", "ROLE_OPENVINO", "ROLE_TIMING_CACHE",
+    "SCHEMA", "SCHEMA_VERSION", "TARGETS", "BundleError", "Manifest", "atomic_write_bytes",
+    "file_sha256", "hash_files", "load_manifest_dict", "read_manifest", "verify_files", "write_manifest",
+]
