@@ -7,6 +7,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -19,8 +20,11 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """One actionable line on stderr and a non-zero exit: the house style for CLI errors."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """One actionable line on stderr and a non-zero exit: the house style for CLI errors.
+
+    The message is plain text (escaped), so install hints like ``boq-edge[onnx]`` survive rich markup.
+    """
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
