@@ -12,6 +12,7 @@ _COMMAND_MODULES = (
     "boq_edge.cli.model_cmds",
     "boq_edge.cli.eval_cmd",
     "boq_edge.cli.validate_cmds",
+    "boq_edge.cli.train_cmd",
     "boq_edge.cli.export_cmd",
     "boq_edge.cli.runtime_cmds",
 )
