@@ -22,14 +22,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from boq_edge.fileio import atomic_write_bytes, default_mode, file_sha256
 from boq_edge.runtime.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
     BundleError,
     Manifest,
-    atomic_write_bytes,
-    default_mode,
-    file_sha256,
     hash_files,
     load_manifest_dict,
     read_manifest,

@@ -9,11 +9,9 @@ and plain containers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from boq_edge import __version__
+from boq_edge.fileio import atomic_write_bytes, file_sha256
 from boq_edge.model.presets import ModelConfig, get_preset
 from boq_edge.model.vpr import VPRModel
 
@@ -32,30 +31,6 @@ FORMAT_VERSION = "1"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message says why and what to do."""
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write via a temp file in the same folder + rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_torch_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -11,14 +11,13 @@ the bundle, or a file's sha256 differs from the recorded one (a flipped byte is 
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from boq_edge.fileio import atomic_write_bytes, file_sha256
 
 SCHEMA = "boq-edge-bundle"
 SCHEMA_VERSION = 1
@@ -35,44 +34,6 @@ ROLE_TIMING_CACHE = "timing_cache"
 
 class BundleError(ValueError):
     """A bundle that cannot be used; the message names the bundle (and file) and why."""
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def _umask() -> int:
-    umask = os.umask(0)  # the only portable way to read it; read once
-    os.umask(umask)
-    return umask
-
-
-def default_mode(directory: bool = False) -> int:
-    """Permissions a plain open()/mkdir() would give under the umask (mkstemp/mkdtemp give 0600/0700)."""
-    return (0o777 if directory else 0o666) & ~_umask()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Temp file in the same folder, fsync, rename: readers see the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, default_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _safe_relpath(bundle: Path, rel: str) -> Path:
