@@ -117,3 +117,27 @@ def test_cli_trains_from_a_config_file_and_errors_are_one_line(tiny_data: Path, 
     assert r.exit_code == 2 and "does not exist" in r.output
     r = runner.invoke(app, ["train", "--resume", str(out), "--lr", "1e-2"])
     assert r.exit_code == 2 and "lr" in r.output
+
+
+def test_validator_with_frozen_prefix_cache_matches_full_validation(tiny_data: Path) -> None:
+    from dataclasses import replace
+
+    from boq_edge.data import read_benchmark
+    from boq_edge.model import build_model, get_preset
+    from boq_edge.train.validate import Validator, split_frozen_prefix, validate
+
+    torch.manual_seed(0)
+    config = replace(get_preset("mobilenetv2-edge").with_image_size(32, 64), trainable_stages=4)
+    model = build_model(config)
+    bench = read_benchmark(tiny_data, "aligned", frames="130:")
+    prefix, rest = split_frozen_prefix(model)  # type: ignore[misc]
+    assert len(prefix) == 10 and len(rest) == 4
+    cached = Validator(bench, config.preprocessing, (1, 2, 5), batch_size=5)
+    full = validate(model, bench, config.preprocessing, (1, 2, 5), batch_size=5)
+    assert cached(model).recalls == full.recalls
+    with torch.no_grad():  # a training step changes only the trainable part: the cache stays valid
+        for p in rest.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert cached(model).recalls == validate(model, bench, config.preprocessing, (1, 2, 5), batch_size=5).recalls
+    assert cached._usable
+    assert split_frozen_prefix(build_model(replace(config, trainable_stages=14))) is None

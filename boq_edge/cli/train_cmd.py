@@ -28,9 +28,8 @@ def _val_options(frames: str | None, tolerance: int | None, queries: str | None,
         if not sep or not key:
             fail(f"--val-option must be KEY=VALUE, got {item!r}")
         opts[key.strip().replace("-", "_")] = int(value) if value.strip().lstrip("-").isdigit() else value
-    for key, value in (("frames", frames), ("tolerance", tolerance), ("queries", queries), ("database", database)):
-        if value is not None:
-            opts[key] = value
+    given: dict[str, Any] = {"frames": frames, "tolerance": tolerance, "queries": queries, "database": database}
+    opts.update({k: v for k, v in given.items() if v is not None})
     return opts
 
 
@@ -48,6 +47,7 @@ def train_cmd(
     val_option: list[str] | None = typer.Option(None, help="Other --val reader option KEY=VALUE (repeatable)."),
     frames: str | None = typer.Option(None, help="aligned: training frame range START:STOP, e.g. :25000."),
     traversals: str | None = typer.Option(None, help="aligned: traversal folders, comma-separated (default: all)."),
+    frames_per_place: int | None = typer.Option(None, help="aligned: consecutive frames per place (default 1)."),
     cities: str | None = typer.Option(None, help="gsv-cities: cities, comma-separated (default: all)."),
     epochs: int | None = typer.Option(None, help="Epochs (default 40)."),
     batch_places: int | None = typer.Option(None, help="Places per batch and process, P (default 120)."),
@@ -68,7 +68,7 @@ def train_cmd(
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory (default runs/train)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="JSON/TOML file with these settings."),
     resume: Path | None = typer.Option(None, help="Continue a run: its directory, best.boq/last.boq or *.state.pt."),
-    max_minutes: float | None = typer.Option(None, help="Stop after the epoch in which this wall time is passed."),
+    max_minutes: float | None = typer.Option(None, help="Wall-time budget: stop before an epoch would end past it."),
     log_every_steps: int | None = typer.Option(None, help="Print a line per N steps from every process."),
     save_every_steps: int | None = typer.Option(None, help="Also save the resume state every N steps."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bars."),
@@ -89,7 +89,8 @@ def train_cmd(
         fail(str(e))
     flags = {
         "preset": preset, "data": str(data) if data else None, "format": format, "val": str(val) if val else None,
-        "val_format": val_format, "frames": frames, "traversals": _split(traversals), "cities": _split(cities),
+        "val_format": val_format, "frames": frames, "traversals": _split(traversals),
+        "frames_per_place": frames_per_place, "cities": _split(cities),
         "epochs": epochs, "batch_places": batch_places, "images_per_place": images_per_place, "lr": lr,
         "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "lr_step_epochs": lr_step_epochs,
         "lr_gamma": lr_gamma, "image_size": image_size, "trainable_stages": trainable_stages,

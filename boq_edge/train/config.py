@@ -66,7 +66,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     cache_images: bool | None = None  # default: cache sets of <= 50k images in memory
     save_every_steps: int = 0  # also write the resume state every N steps (0: at epoch ends)
-    max_minutes: float | None = None  # stop after the epoch during which this wall time is exceeded
+    max_minutes: float | None = None  # stop before an epoch that would end past this wall time
     log_every_steps: int = 0  # every rank prints a step line every N steps (0: never)
     device: str | None = None  # default: cuda if available, else cpu
     progress: bool = True

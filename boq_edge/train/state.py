@@ -34,7 +34,7 @@ class ResumeError(ValueError):
 
 def capture_rng() -> dict[str, torch.Tensor]:
     """torch / numpy / python global RNG states as tensors (weights_only-loadable)."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = tuple(np.random.get_state())
     py_version, py_internal, py_gauss = random.getstate()
     out = {
         "torch": torch.get_rng_state(),
