@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,6 +26,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def parse_key_values(items: list[str] | None, flag: str, example: str = "frames=:25000") -> dict[str, Any]:
+    """Repeatable ``KEY=VALUE`` flags → reader options (integers become ints; readers validate names)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"{flag} takes KEY=VALUE (e.g. {flag} {example}), got {item!r}")
+        out[key.strip().replace("-", "_")] = int(value) if value.strip().lstrip("-").isdigit() else value
+    return out
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from boq_edge.cli.app import app, console, fail
+from boq_edge.cli.app import app, console, fail, parse_key_values
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -22,12 +22,7 @@ def _split(text: str | None) -> list[str] | None:
 
 def _val_options(frames: str | None, tolerance: int | None, queries: str | None, database: str | None,
                  extra: list[str] | None) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    for item in extra or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--val-option must be KEY=VALUE, got {item!r}")
-        opts[key.strip().replace("-", "_")] = int(value) if value.strip().lstrip("-").isdigit() else value
+    opts = parse_key_values(extra, "--val-option")
     given: dict[str, Any] = {"frames": frames, "tolerance": tolerance, "queries": queries, "database": database}
     opts.update({k: v for k, v in given.items() if v is not None})
     return opts
@@ -61,7 +56,8 @@ def train_cmd(
     trainable_stages: int | None = typer.Option(None, help="Backbone stages that train (default: preset's)."),
     backbone_weights: Path | None = typer.Option(None, help="Local ImageNet backbone state_dict (.pt/.pth)."),
     augment: str | None = typer.Option(None, help="randaugment (default) or none."),
-    amp: str | None = typer.Option(None, help="Mixed precision: auto (bf16/fp16 on GPU, off on CPU), off, bf16, fp16."),
+    amp: str | None = typer.Option(None, help="Mixed precision: auto (bf16/fp16 on GPU, bf16 on CPUs with native "
+                                   "bf16, else off), off, bf16, fp16."),
     seed: int | None = typer.Option(None, help="Seed for initialisation, data order and augmentation (default 0)."),
     num_workers: int | None = typer.Option(None, "--num-workers", "-j", help="DataLoader workers (default 1)."),
     threads: int | None = typer.Option(None, help="torch threads per process (default: cores / processes)."),

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from boq_edge.model.checkpoint import atomic_write_bytes
+from boq_edge.fileio import atomic_write_bytes
 
 STATE_FORMAT = "boq-edge-train-state"
 STATE_VERSION = 1
