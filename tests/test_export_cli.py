@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 pytest.importorskip("onnxruntime")
@@ -16,7 +15,6 @@ from boq_edge.export.api import ExportError, parse_batch_range, resolve_target  
 from boq_edge.export.tensorrt_export import tensorrt_status  # noqa: E402
 
 from boq_edge.cli import _load_commands, app  # noqa: E402
-from boq_edge.model import build_model, get_preset, save_checkpoint  # noqa: E402
 from boq_edge.runtime import read_manifest  # noqa: E402
 
 _load_commands()
@@ -24,10 +22,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_model(get_preset("mobilenetv2-2048").with_image_size(64, 64))
-    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.boq")
+def ckpt(tiny_checkpoint: Path) -> Path:
+    return tiny_checkpoint
 
 
 def test_target_aliases_and_batch_ranges() -> None:
@@ -51,7 +47,11 @@ def test_target_aliases_and_batch_ranges() -> None:
     (["--target", "onnx", "--fp16", "--int8"], "exclusive"),
     (["--target", "onnx", "--inference-precision", "f32"], "openvino only"),
     (["--target", "ov", "--workspace-gib", "2"], "tensorrt only"),
-    (["--target", "onnx", "--calibration", "x"], "only applies with --int8"),
+    (["--target", "onnx", "--calibration", "x"], "only apply with --int8"),
+    (["--target", "onnx", "--qat-epochs", "2"], "--qat-epochs only apply with --int8"),
+    (["--target", "onnx", "--int8"], "boq-edge calibrate"),
+    (["--target", "ov", "--int8", "--calib", "c.json", "--max-r1-drop", "0.5"], "needs --val-data"),
+    (["--target", "ov", "--int8", "--calib", "c.json", "--val-frames", "1:2"], "--val-frames needs --val-data"),
     (["--target", "dinov2", "--image-size", "100", "100"], "unknown target"),
 ])
 def test_refused_combinations(ckpt: Path, tmp_path: Path, args: list[str], message: str) -> None:
@@ -64,7 +64,10 @@ def test_refused_combinations(ckpt: Path, tmp_path: Path, args: list[str], messa
 def test_int8_without_calibration_stage_is_refused(ckpt: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(api, "int8_hook", lambda: None)
-    r = runner.invoke(app, ["export", str(ckpt), "--target", "trt", "--int8", "-o", str(tmp_path / "b")])
+    calib = tmp_path / "calib.json"
+    calib.write_text("{}")
+    r = runner.invoke(app, ["export", str(ckpt), "--target", "trt", "--int8", "--calib", str(calib),
+                            "-o", str(tmp_path / "b")])
     assert r.exit_code == 2 and "INT8 export is not available yet" in r.output
 
 

@@ -12,9 +12,12 @@ _COMMAND_MODULES = (
     "boq_edge.cli.model_cmds",
     "boq_edge.cli.eval_cmd",
     "boq_edge.cli.validate_cmds",
+    "boq_edge.cli.quickstart_cmd",
     "boq_edge.cli.train_cmd",
     "boq_edge.cli.export_cmd",
     "boq_edge.cli.runtime_cmds",
+    "boq_edge.cli.calibrate_cmd",
+    "boq_edge.cli.lint_qdq_cmd",
 )
 
 

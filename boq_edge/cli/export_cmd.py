@@ -7,6 +7,7 @@ only inside the command.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -41,6 +42,18 @@ def _print_bundle(path: Path) -> None:
     console.print(t)
 
 
+def _int8_options(calibration: Path | None, qat_epochs: int, max_r1_drop: float | None, val_data: Path | None,
+                  val_format: str, val_frames: str | None, seed: int) -> dict[str, Any]:
+    opts: dict[str, Any] = {"calibration": calibration, "qat_epochs": qat_epochs, "seed": seed,
+                            "log": lambda m: console.print(f"[dim]{escape(m)}[/]", highlight=False)}
+    if max_r1_drop is not None:
+        opts["max_r1_drop"] = max_r1_drop
+    if val_data is not None:
+        opts["validation"] = {"path": val_data, "format": val_format,
+                              **({"frames": val_frames} if val_frames is not None else {})}
+    return opts
+
+
 @app.command("export")
 def export_cmd(
     ckpt: Path = typer.Argument(..., help="A .boq checkpoint (folded or not; it is folded before export)."),
@@ -48,8 +61,25 @@ def export_cmd(
         ..., "--target", "-t", help="onnx, openvino or tensorrt (aliases: ort, ov, trt, engine)."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
     fp16: bool = typer.Option(False, "--fp16", help="FP16 weights/compute; LayerNorm, Softmax, L2-norm stay FP32."),
-    int8: bool = typer.Option(False, "--int8", help="Explicit Q/DQ INT8 (needs the calibration stage)."),
-    calibration: Path | None = typer.Option(None, help="With --int8: the calibration set."),
+    int8: bool = typer.Option(
+        False, "--int8", help="INT8: OpenVINO FakeQuantize (NNCF), ONNX Runtime u8s8 Q/DQ, or TensorRT explicit "
+        "s8 Q/DQ (checked by lint-qdq). Needs --calibration."),
+    calibration: Path | None = typer.Option(
+        None, "--calibration", "--calib", help="With --int8: calibration manifest from `boq-edge calibrate`."),
+    qat_epochs: int = typer.Option(
+        0, "--qat-epochs", min=0, help="With --int8: quantization-aware tuning epochs (FP32 teacher distillation "
+        "on the calibration images); 0 = post-training quantization."),
+    max_r1_drop: float | None = typer.Option(
+        None, "--max-r1-drop", min=0.0, help="With --int8: Recall@1 budget in percentage points on --val-data. "
+        "Alone it runs accuracy control (quantizers reverted to float until it holds); with --qat-epochs it is "
+        "checked. A miss fails and writes nothing."),
+    val_data: Path | None = typer.Option(
+        None, "--val-data", help="With --int8: validation split for the measured Recall@1 drop (never the "
+        "evaluation split)."),
+    val_format: str = typer.Option("auto", "--val-format", help="Format of --val-data."),
+    val_frames: str | None = typer.Option(None, "--val-frames", help="Aligned --val-data: frame range, e.g. "
+                                          "20000:25000."),
+    seed: int = typer.Option(0, "--seed", help="With --qat-epochs: tuning seed."),
     batch: int | None = typer.Option(None, "--batch", help="Fixed batch size N (same as --batch-range N:N:N)."),
     batch_range: str | None = typer.Option(None, "--batch-range", help="MIN:OPT:MAX batch sizes (default 1:1:8)."),
     image_size: tuple[int, int] | None = typer.Option(
@@ -75,8 +105,17 @@ def export_cmd(
         fail(str(e))
     if batch is not None and batch_range is not None:
         fail("give --batch N or --batch-range MIN:OPT:MAX, not both")
-    if calibration is not None and not int8:
-        fail("--calibration only applies with --int8")
+    int8_flags = {"--calibration": calibration is not None, "--qat-epochs": qat_epochs > 0,
+                  "--max-r1-drop": max_r1_drop is not None, "--val-data": val_data is not None}
+    if not int8 and any(int8_flags.values()):
+        fail(f"{', '.join(k for k, v in int8_flags.items() if v)} only apply with --int8")
+    if int8 and calibration is None:
+        fail("--int8 needs --calibration FILE: make one with `boq-edge calibrate --data DIR -n 512 -o calib.json` "
+             "from training images (not the evaluation split)")
+    if max_r1_drop is not None and val_data is None:
+        fail("--max-r1-drop needs --val-data DIR: Recall@1 is measured on a validation split")
+    if val_frames is not None and val_data is None:
+        fail("--val-frames needs --val-data")
     if tgt != "tensorrt" and (workspace_gib is not None or build_engine is not None):
         fail("--workspace-gib and --build-engine apply to --target tensorrt only")
     if inference_precision is not None and tgt != "openvino":
@@ -89,11 +128,12 @@ def export_cmd(
         trt_opts = TensorRTOptions(workspace_gib=workspace_gib) if workspace_gib is not None else None
         path = export_model(
             ckpt, tgt, out, fp16=fp16, batch_range=br, image_size=image_size,
-            int8={"calibration": calibration} if int8 else None, opset=opset,
+            int8=_int8_options(calibration, qat_epochs, max_r1_drop, val_data, val_format, val_frames, seed)
+            if int8 else None, opset=opset,
             inference_precision=inference_precision, tensorrt=trt_opts, build_engine=build_engine, overwrite=force)
     except (ExportError, BundleError, CheckpointError, ValueError) as e:
         fail(str(e))
-    except RuntimeError as e:  # TensorRT build failures
+    except RuntimeError as e:  # INT8 budget misses (AccuracyBudgetError), TensorRT build failures
         fail(str(e))
     _print_bundle(path)
     if tgt == "tensorrt" and not (path / "model.engine").is_file():

@@ -1,0 +1,159 @@
+"""INT8 bundles of the MobileNetV2 preset (64×128) on real Nordland images, for every target.
+
+Each bundle is made through the export stage's hook (``export_model(..., int8=...)``),
+then run by the bundle runtimes; descriptors must stay close to the FP32 torch model.
+The model is the ImageNet backbone with a random BoQ head: the floors are set for that
+(measured: cosine ≈ 0.90 for OpenVINO, ≈ 0.83–0.90 for the ONNX schemes), so a broken
+placement (attention quantized: cosine ≈ 0.5) or a wrong scale fails.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from boq_edge.calibration import build_calibration_set, lint_model, save_calibration_set
+
+from boq_edge.preprocess import preprocess_batch
+
+SIZE = (64, 128)
+
+
+@pytest.fixture(scope="module")
+def setup(nordland_dir: Path, mobilenet_weights: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    import warnings
+
+    import torch
+    from boq_edge.calibration import FewCalibrationImagesWarning
+    from boq_edge.export.fold import fold
+
+    from boq_edge.model import build_model, get_preset
+
+    tmp = tmp_path_factory.mktemp("int8")
+    torch.manual_seed(0)
+    model = build_model(get_preset("mobilenetv2-edge").with_image_size(*SIZE), mobilenet_weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewCalibrationImagesWarning)
+        calib = build_calibration_set(nordland_dir, 64, seed=0, format="aligned", options={"frames": ":25000"})
+    calib = save_calibration_set(calib, tmp / "calib.json")
+    probe = sorted((nordland_dir / "winter").glob("images-2[5-9]*.png"))[::40][:24]
+    x = preprocess_batch(probe, model.config.preprocessing)
+    folded = fold(model)
+    from boq_edge.calibration.qat import flush_subnormals
+
+    flush_subnormals(folded)
+    with torch.no_grad():
+        ref = folded(torch.from_numpy(x)).numpy()
+    return {"model": model, "calib": tmp / "calib.json", "calib_hash": calib.content_hash(), "x": x, "ref": ref,
+            "tmp": tmp}
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def _export(setup: dict, target: str, name: str = "ptq", **int8: object) -> Path:
+    from boq_edge.export.api import export_model
+
+    out = setup["tmp"] / f"{target}-{name}"
+    export_model(setup["model"], target, out, int8={"calibration": setup["calib"], **int8}, overwrite=True)
+    return out
+
+
+def _run(bundle: Path, x: np.ndarray, backend: str | None = None) -> np.ndarray:
+    from boq_edge.runtime import load_runtime
+
+    rt = load_runtime(bundle, backend=backend)
+    return np.concatenate([rt(x[i : i + 8]) for i in range(0, len(x), 8)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,floor", [("openvino", 0.85), ("onnx", 0.75), ("tensorrt", 0.7)])
+def test_ptq_bundle_runs_and_stays_close(setup: dict, target: str, floor: float) -> None:
+    bundle = _export(setup, target)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["precision"] == "int8"
+    q = manifest["quantization"]
+    assert q["method"] == "ptq" and q["calibration_sha256"] == setup["calib_hash"]
+    assert q["calibration_images"] == 64 and q["float_ops"]  # attention stays in float
+    # TensorRT is not installed here: its Q/DQ ONNX runs in ONNX Runtime, which reads the same file.
+    out = _run(bundle, setup["x"], backend="onnxruntime" if target == "tensorrt" else None)
+    cos = _cosine(out, setup["ref"])
+    assert np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-3)
+    assert cos.mean() > floor, f"{target}: cosine to FP32 {cos.mean():.3f} <= {floor}"
+    if target == "tensorrt":
+        model = onnx.load(str(bundle / "model.onnx"))
+        report = lint_model(model)
+        assert report.ok, [str(v) for v in report.violations[:5]]
+        assert q["lint"]["ok"] and q["lint"]["quantized_nodes"] == len(report.quantized_nodes)
+    sizes = {f: (bundle / f).stat().st_size for f in manifest["files"] if f.endswith((".onnx", ".bin"))}
+    assert sum(sizes.values()) > 0
+
+
+def test_int8_without_calibration_is_refused(setup: dict) -> None:
+    from boq_edge.calibration import CalibrationError
+    from boq_edge.export.api import export_model
+
+    with pytest.raises(CalibrationError, match="boq-edge calibrate"):
+        export_model(setup["model"], "onnx", setup["tmp"] / "nocal", int8={})
+
+
+def test_budget_needs_validation_split(setup: dict) -> None:
+    from boq_edge.export.api import export_model
+
+    with pytest.raises(ValueError, match="validation split"):
+        export_model(setup["model"], "onnx", setup["tmp"] / "noval",
+                     int8={"calibration": setup["calib"], "max_r1_drop": 0.5})
+
+
+@pytest.mark.slow
+def test_qat_tensorrt_qdq_is_lint_clean_and_close(setup: dict) -> None:
+    """QAT student → signed Q/DQ ONNX under TensorRT's rules, runnable in ONNX Runtime."""
+    bundle = _export(setup, "tensorrt", "qat", qat_epochs=1)
+    q = json.loads((bundle / "manifest.json").read_text())["quantization"]
+    assert q["method"] == "qat" and q["qat"]["epochs"] == 1 and len(q["qat"]["loss_history"]) == 1
+    assert q["qat"]["signed_activations"] and q["lint"]["ok"]
+    report = lint_model(onnx.load(str(bundle / "model.onnx")))
+    assert report.ok and report.quantized_nodes, [str(v) for v in report.violations[:5]]
+    cos = _cosine(_run(bundle, setup["x"], backend="onnxruntime"), setup["ref"])
+    assert cos.mean() > 0.7, cos.mean()
+
+
+@pytest.mark.slow
+def test_accuracy_control_holds_the_budget_and_records_it(setup: dict, nordland_dir: Path) -> None:
+    """--max-r1-drop on a validation split (not the evaluation frames): the drop is measured and within budget."""
+    val = {"path": nordland_dir, "format": "aligned", "frames": "20000:20300"}
+    bundle = _export(setup, "onnx", "ac", max_r1_drop=1.0, validation=val)
+    q = json.loads((bundle / "manifest.json").read_text())["quantization"]
+    assert q["method"] == "accuracy-controlled" and q["max_r1_drop"] == 1.0
+    assert q["r1_fp32"] is not None and q["r1_int8"] is not None
+    assert q["r1_drop_pp"] == pytest.approx(q["r1_fp32"] - q["r1_int8"], abs=1e-3)
+    assert q["r1_drop_pp"] <= 1.0
+    assert "20000:20300" in q["validation"] or q["validation_fingerprint"]
+    assert set(q["reverted_to_float"]) <= set(q["float_ops"])
+
+
+def test_budget_miss_writes_nothing(setup: dict, nordland_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missed budget raises with the numbers, and no bundle directory is left behind."""
+    from boq_edge.calibration import AccuracyBudgetError
+    from boq_edge.calibration import accuracy_control as ac
+    from boq_edge.calibration.ptq_onnx import quantize_onnx
+    from boq_edge.export.api import export_model
+
+    r1 = [40.0]  # FP32 R@1 first, then every INT8 measurement 10.0: a 30 pp drop the search cannot fix
+
+    def search_that_fails(named, out, data, split, budget, *, scheme, r1_fp32, log=None):  # noqa: ANN001, ANN202
+        quantize_onnx(named, out, data, scheme=scheme)
+        return ac.AccuracyControlResult([], r1_fp32, 10.0, 12)
+
+    monkeypatch.setattr(ac, "recall_at_1", lambda fn, split: r1.pop() if r1 else 10.0)
+    monkeypatch.setattr(ac, "accuracy_control_onnx", search_that_fails)
+    out = setup["tmp"] / "miss"
+    val = {"path": nordland_dir, "format": "aligned", "frames": "20000:20040"}
+    with pytest.raises(AccuracyBudgetError, match=r"30.00 pp .*budget of 0.5"):
+        export_model(setup["model"], "onnx", out, int8={"calibration": setup["calib"], "qat_epochs": 0,
+                                                        "max_r1_drop": 0.5, "validation": val})
+    assert not out.exists()
