@@ -12,8 +12,8 @@ import warnings
 from pathlib import Path
 
 import torch
-
 from boq_edge.export.fold import fold, fold_report, folding_check
+
 from boq_edge.model import PRESETS, build_model
 
 warnings.filterwarnings("ignore")

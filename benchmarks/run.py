@@ -33,6 +33,8 @@ import numpy as np
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+TRT_ENGINE_LABEL = "boq-edge TensorRT INT8 engine"
+TRT_ORT_LABEL = "boq-edge TensorRT QDQ INT8 (run in ONNX Runtime)"
 
 
 def _calibration_images(n: int) -> list[Path]:
@@ -97,6 +99,7 @@ def hand_baselines(model: Any, size: tuple[int, int], threads: int, batch: int, 
 def boq_edge_bundles(source: Any, tmp: Path, size: tuple[int, int], int8_options: Callable[[str], Any] | None
                      ) -> list[tuple[str, Path]]:
     from boq_edge.export.api import export_model
+    from boq_edge.export.tensorrt_export import tensorrt_status
 
     variants: list[tuple[str, str, dict[str, Any]]] = [
         ("boq-edge ONNX FP32", "onnx", {}), ("boq-edge ONNX FP16", "onnx", {"fp16": True}),
@@ -105,7 +108,7 @@ def boq_edge_bundles(source: Any, tmp: Path, size: tuple[int, int], int8_options
     if int8_options is not None:
         variants += [("boq-edge OpenVINO INT8", "openvino", {"int8": int8_options("openvino")}),
                      ("boq-edge ONNX Runtime INT8", "onnx", {"int8": int8_options("onnx")}),
-                     ("boq-edge TensorRT QDQ INT8 (run in ONNX Runtime)", "tensorrt",
+                     (TRT_ENGINE_LABEL if tensorrt_status()[0] else TRT_ORT_LABEL, "tensorrt",
                       {"int8": int8_options("tensorrt")})]
     out = []
     for label, target, kw in variants:
@@ -188,7 +191,11 @@ def main() -> None:
         tmp = Path(t)
         rows = hand_baselines(model.eval(), size, args.threads, args.batch, args.warmup, args.iters, calib, tmp)
         for label, bundle in boq_edge_bundles(source, tmp, size, int8_options):
-            r = bench_bundle(bundle, batch=args.batch, threads=args.threads, warmup=args.warmup, iters=args.iters)
+            backend = None
+            if label == TRT_ORT_LABEL:  # no TensorRT here: the same Q/DQ ONNX, timed by ONNX Runtime
+                backend = "onnxruntime"
+            r = bench_bundle(bundle, backend=backend, batch=args.batch, threads=args.threads, warmup=args.warmup,
+                             iters=args.iters)
             files = json.loads((bundle / "manifest.json").read_text()).get("files", {})
             model_files = [f for f in files if f.endswith((".onnx", ".bin", ".engine"))]
             mb = sum((bundle / f).stat().st_size for f in model_files) / 2**20

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +63,19 @@ def validate(
     warmup: int = 5,
     progress: bool = True,
     k_values: Sequence[int] = K_VALUES,
+    backends: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Compare each bundle with the reference checkpoint on ``benchmark``; returns the report dict."""
+    """Compare each bundle with the reference checkpoint on ``benchmark``; returns the report dict.
+
+    ``backends`` maps a bundle target to the backend that runs it instead of its default,
+    e.g. ``{"tensorrt": "onnxruntime"}``: a TensorRT INT8 bundle's Q/DQ ONNX is measured in
+    ONNX Runtime on a machine without TensorRT (the report's runtime block says so).
+    """
     import torch
 
     from boq_edge.evaluate.extract import torch_embed_fn
     from boq_edge.model import load_checkpoint
-    from boq_edge.runtime import load_runtime
+    from boq_edge.runtime import load_runtime, read_manifest
 
     model, config, meta = load_checkpoint(reference)
     dev = reference_device(device)
@@ -81,7 +87,8 @@ def validate(
 
     artifacts = []
     for b in bundles:
-        rt = load_runtime(b, threads=threads)
+        target = read_manifest(b, verify=False).target
+        rt = load_runtime(b, backend=(backends or {}).get(target), threads=threads)
         pre: Preprocessing = rt.preprocessing
         key = json.dumps(pre.to_dict(), sort_keys=True)
         if key not in ref_cache:  # the reference at this artifact's input: computed once per preprocessing

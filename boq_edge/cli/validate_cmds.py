@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from boq_edge.cli.app import app, console, err_console, fail
+from boq_edge.cli.app import app, console, err_console, fail, parse_key_values
 
 
 def _print_checks(checks: list, junit: Path | None) -> int:
@@ -68,6 +68,9 @@ def validate_cmd(
     min_cosine: float | None = typer.Option(None, help="Gate: smallest allowed descriptor cosine to the reference."),
     max_latency_ms: float | None = typer.Option(None, help="Gate: largest allowed median latency (ms, batch 1)."),
     junit: Path | None = typer.Option(None, help="Also write the gate result as JUnit XML."),
+    backend: list[str] | None = typer.Option(
+        None, "--backend", help="TARGET=BACKEND: run bundles of TARGET with BACKEND, e.g. tensorrt=onnxruntime "
+        "to measure a TensorRT Q/DQ bundle where TensorRT is not installed (repeatable)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Recall drop, descriptor cosine, top-1 agreement and latency of bundles vs the FP32 reference."""
@@ -86,9 +89,10 @@ def validate_cmd(
                                                                 None))
     except _READ_ERRORS as e:
         fail(str(e).strip("'\""))
+    backends = {k: str(v) for k, v in parse_key_values(backend, "--backend", "tensorrt=onnxruntime").items()}
     try:
         report = validate(bundles, reference, bench, device=device, batch_size=batch_size, num_workers=num_workers,
-                          threads=threads, latency_iters=latency_iters, progress=progress)
+                          threads=threads, latency_iters=latency_iters, progress=progress, backends=backends)
     except (CheckpointError, RuntimeUnavailable, ValueError, FileNotFoundError) as e:
         fail(str(e))
     files = write_report(report, out)
