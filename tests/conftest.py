@@ -65,3 +65,36 @@ def write_image():
         return path
 
     return _write
+
+
+# Installed before anything else runs: every import of torch (or torch.*) fails. Prepended to
+# ``python -c`` scripts, or written as a sitecustomize.py so that child processes get it too.
+BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+sys.meta_path.insert(0, _NoTorch())
+for m in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
+    del sys.modules[m]
+"""
+
+
+@pytest.fixture(scope="session")
+def block_torch() -> str:
+    """Python source that makes ``import torch`` fail (the device has only a runtime installed)."""
+    return BLOCK_TORCH
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random MobileNetV2-preset checkpoint at 64×64: the smallest real model for export/CLI tests."""
+    import torch
+
+    from boq_edge.model import build_model, get_preset, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(get_preset("mobilenetv2-2048").with_image_size(64, 64))
+    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.boq", {"source": "test"})

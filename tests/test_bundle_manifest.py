@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 pytest.importorskip("onnxruntime")
@@ -17,7 +16,7 @@ from boq_edge.export import api  # noqa: E402
 from boq_edge.export.bundle import BundleError, read_manifest  # noqa: E402
 
 from boq_edge.cli import _load_commands, app  # noqa: E402
-from boq_edge.model import build_model, file_sha256, get_preset, save_checkpoint  # noqa: E402
+from boq_edge.model import file_sha256  # noqa: E402
 from boq_edge.runtime import load_runtime  # noqa: E402
 from boq_edge.runtime.manifest import load_manifest_dict, write_manifest  # noqa: E402
 
@@ -26,10 +25,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_model(get_preset("mobilenetv2-2048").with_image_size(64, 64))
-    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.boq", {"source": "test"})
+def ckpt(tiny_checkpoint: Path) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -17,19 +17,6 @@ from boq_edge.export.api import export_model  # noqa: E402
 
 from boq_edge.model import build_model, get_preset  # noqa: E402
 
-# Installed before anything else runs: every import of torch (or torch.*) fails.
-BLOCK_TORCH = textwrap.dedent("""
-    import sys
-    class _NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
-            return None
-    sys.meta_path.insert(0, _NoTorch())
-    for m in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
-        del sys.modules[m]
-""")
-
 DEVICE_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
@@ -63,14 +50,14 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_model(model, "onnx", tmp_path_factory.mktemp("nt") / "bundle")
 
 
-def _run(code: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code, *args], capture_output=True, text=True,
+def _run(block_torch: str, code: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", block_torch + code, *args], capture_output=True, text=True,
                           timeout=300)
 
 
-def test_runtime_without_torch(bundle: Path, nordland_dir: Path) -> None:
+def test_runtime_without_torch(bundle: Path, nordland_dir: Path, block_torch: str) -> None:
     images = [str(p) for p in sorted((nordland_dir / "winter").glob("images-3*.png"))[:3]]
-    r = _run(DEVICE_SCRIPT, str(bundle), *images)
+    r = _run(block_torch, DEVICE_SCRIPT, str(bundle), *images)
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["shape"] == [3, 2048]
@@ -79,13 +66,14 @@ def test_runtime_without_torch(bundle: Path, nordland_dir: Path) -> None:
     assert "boq-edge[torch]" in out["torch_msg"]
 
 
-def test_cli_embed_and_info_without_torch(bundle: Path, nordland_dir: Path, tmp_path: Path) -> None:
+def test_cli_embed_and_info_without_torch(bundle: Path, nordland_dir: Path, tmp_path: Path, block_torch: str) -> None:
     cli = "import sys\nfrom boq_edge.cli import main\nsys.argv = ['boq-edge', *sys.argv[1:]]\nmain()\n"
     out = tmp_path / "d.npy"
-    r = _run(cli, "embed", str(bundle), str(nordland_dir / "winter" / "images-30000.png"), "--out", str(out))
+    image = nordland_dir / "winter" / "images-30000.png"
+    r = _run(block_torch, cli, "embed", str(bundle), str(image), "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     import numpy as np
 
     assert np.load(out).shape == (1, 2048)
-    r = _run(cli, "info", str(bundle))
+    r = _run(block_torch, cli, "info", str(bundle))
     assert r.returncode == 0 and "verified" in r.stdout, r.stderr[-2000:]

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -81,21 +80,12 @@ def test_bad_artifact_fails_validate_and_gate_naming_the_rule(models: dict[str, 
     assert r.exit_code == 0, r.output
 
 
-BLOCK_TORCH = textwrap.dedent("""
-    import sys
-    class _NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
-            return None
-    sys.meta_path.insert(0, _NoTorch())
-""")
 
 
-def test_bench_runs_where_torch_cannot_be_imported(models: dict[str, Path], tmp_path: Path) -> None:
+def test_bench_runs_where_torch_cannot_be_imported(models: dict[str, Path], tmp_path: Path, block_torch: str) -> None:
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(BLOCK_TORCH)  # applies to bench's worker processes too
+    (site / "sitecustomize.py").write_text(block_torch)  # applies to bench's worker processes too
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "bench.json"
     proc = subprocess.run(
