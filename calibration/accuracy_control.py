@@ -11,10 +11,11 @@ then reverts the most harmful to float until the drop holds.
 ONNX Runtime and TensorRT Q/DQ — NNCF's algorithm can only revert quantizers it placed
 itself, and NNCF's ONNX placement is the wrong one for both (in ONNX Runtime it ran 2.7×
 *slower* than FP32 here; it cannot be forced to signed INT8 within NNCF's hardware
-config). So the same loop runs over ONNX Runtime's quantizer: rank each Conv/MatMul/Gemm
-by the relative error it *adds* (error at its output minus error at its input, INT8 vs
-FP32, one pass over a few validation images, label-free), then send the worst back to
-float in growing steps, re-measuring Recall@1 after each, until the drop holds.
+config). So the same loop runs over ONNX Runtime's quantizer: rank each candidate node by
+the descriptor cosine to FP32 regained when it alone stays in float (label-free, a few
+validation images), then send the worst back to float in growing steps, re-measuring
+Recall@1 after each, until the drop holds. Sending everything back is not an INT8 model:
+then the budget is reported as missed.
 
 The result always lists the nodes left in float and the measured drop, for the manifest.
 """
@@ -151,74 +152,30 @@ def ort_session_fn(path: str | os.PathLike, threads: int = 2) -> EmbedFn:
     return lambda x: sess.run(None, {name: x})[0]
 
 
-def _with_outputs(model_path: str | os.PathLike, names: Sequence[str], out: Path) -> Path:
-    """A copy of the model that also outputs the tensors ``names`` (float ones)."""
-    import onnx
+def rank_by_float_gain(build: Callable[[Sequence[str]], EmbedFn], reference: EmbedFn, candidates: Sequence[str],
+                       images: np.ndarray, log: Callable[[str], None] | None = None) -> dict[str, float]:
+    """Per candidate: how much descriptor cosine to FP32 comes back when only it stays in float.
 
-    m = onnx.load(str(model_path))
-    have = {o.name for o in m.graph.output}
-    produced = {o for node in m.graph.node for o in node.output}
-    for n in names:
-        if n not in have and n in produced:
-            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
-            have.add(n)
-    onnx.save(m, str(out))
-    return out
-
-
-def rank_by_error_increase(fp32_named: str | os.PathLike, quantized: str | os.PathLike, candidates: Sequence[str],
-                           images: np.ndarray) -> dict[str, float]:
-    """Per candidate node: relative error of its output minus the largest of its inputs', INT8 vs FP32.
-
-    One inference of each model on ``images``. The difference is the error the node itself
-    adds (its weights, its input and output quantization), not what it inherits, so the
-    high-resolution early layers that hurt most stand out even though every later layer
-    carries their error too.
+    One re-quantization per candidate (calibration ranges are cached, so this is cheap) and
+    one inference on ``images``. Measured on the descriptor, because local error measures
+    misplace the harm: in MobileNetV2's first blocks BN-folded channels with gains of ~1000
+    look harmless at their own output and flip between 0 and 6 after the ReLU6, the damage
+    then showing layers later. On the Nordland model the local ranking missed them and
+    needed every node in float; this one finds them first.
     """
-    import onnx
-    import onnxruntime as ort
+    ref = embed(reference, images)
+    gains: dict[str, float] = {}
+    base = _mean_cosine(embed(build([]), images), ref)
+    for i, c in enumerate(candidates):
+        gains[c] = _mean_cosine(embed(build([c]), images), ref) - base
+        if log and (i + 1) % 10 == 0:
+            log(f"sensitivity: {i + 1}/{len(candidates)} nodes")
+    return gains
 
-    fp = onnx.load(str(fp32_named), load_external_data=False)
-    by_name = {n.name: n for n in fp.graph.node}
-    graph_inputs = {i.name for i in fp.graph.input}
-    consts = {t.name for t in fp.graph.initializer}
-    io: dict[str, tuple[list[str], str]] = {}
-    for c in candidates:
-        node = by_name[c]
-        io[c] = ([i for i in node.input if i and i not in consts], node.output[0])
-    wanted = sorted({t for ins, out in io.values() for t in [*ins, out] if t not in graph_inputs})
-    with tempfile.TemporaryDirectory(prefix="boq-rank-") as tmp:
-        runs = []
-        for i, path in enumerate((fp32_named, quantized)):
-            p = _with_outputs(path, wanted, Path(tmp) / f"m{i}.onnx")
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = 2
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep tensors observable
-            sess = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
-            names = {o.name for o in sess.get_outputs()}
-            avail = [n for n in wanted if n in names]
-            acc: dict[str, list[np.ndarray]] = {n: [] for n in avail}
-            for b in range(0, len(images), 16):
-                outs = sess.run(avail, {sess.get_inputs()[0].name: images[b : b + 16]})
-                for n, o in zip(avail, outs, strict=True):
-                    acc[n].append(np.asarray(o, dtype=np.float32))
-            runs.append({n: np.concatenate(v) for n, v in acc.items()})
-    ref, q = runs
 
-    def rel(t: str) -> float | None:
-        if t in graph_inputs:
-            return 0.0
-        if t not in ref or t not in q:
-            return None  # a tensor the quantizer renamed
-        a, b = ref[t].ravel(), q[t].ravel()
-        return float(np.linalg.norm(a - b) / (np.linalg.norm(a) + 1e-12))
-
-    out: dict[str, float] = {}
-    for c, (ins, o) in io.items():
-        r_out = rel(o)
-        r_in = [r for r in (rel(t) for t in ins) if r is not None]
-        out[c] = 0.0 if r_out is None else r_out - (max(r_in) if r_in else 0.0)
-    return out
+def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    num = (a * b).sum(1)
+    return float((num / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)).mean())
 
 
 def accuracy_control_onnx(
@@ -263,15 +220,17 @@ def accuracy_control_onnx(
         if r1_fp32 - r1 <= max_r1_drop:
             build([], Path(out_path))
             return AccuracyControlResult([], r1_fp32, r1, 0, lines)
-        # Rank (label-free, one pass): how much relative error each node adds to its input's.
-        harm = rank_by_error_increase(fp32_named, trial, cands, split.queries[:ranking_images])
+        # Rank (label-free): descriptor cosine regained by each node alone in float.
+        harm = rank_by_float_gain(lambda fl: build(fl, trial), ort_session_fn(fp32_named), cands,
+                                  split.queries[:ranking_images], log=say)
         order = sorted(cands, key=lambda n: -harm[n])
-        note("most harmful: " + ", ".join(f"{n} ({harm[n]:.4f})" for n in order[:6]))
+        note("most harmful: " + ", ".join(f"{n} (+{harm[n]:.4f} cosine in float)" for n in order[:6]))
         best: tuple[float, list[str]] = (r1, [])
         k, it = 0, 0
-        while it < max_iterations and k < len(order):
+        limit = len(order) - 1  # all back in float is not an INT8 model: the budget is then missed
+        while it < max_iterations and k < limit:
             it += 1
-            k = min(len(order), k + max(1, k // 2))  # 1, 2, 3, 4, 6, 9, 13... nodes back in float
+            k = min(limit, k + max(1, k // 2))  # 1, 2, 3, 4, 6, 9, 13... nodes back in float
             fl = order[:k]
             r1 = recall_at_1(build(fl, trial), split)
             note(f"{k} node(s) in float: R@1 {r1:.2f} (drop {r1_fp32 - r1:.2f} pp)")
@@ -286,5 +245,5 @@ def accuracy_control_onnx(
 
 __all__ = [
     "AccuracyControlResult", "ValidationSplit", "accuracy_control_onnx", "accuracy_control_openvino", "embed",
-    "openvino_float_ops", "ort_session_fn", "query_hits", "rank_by_error_increase", "recall_at_1",
+    "openvino_float_ops", "ort_session_fn", "query_hits", "rank_by_float_gain", "recall_at_1",
 ]

@@ -105,6 +105,8 @@ def export_cmd(
         fail(str(e))
     if batch is not None and batch_range is not None:
         fail("give --batch N or --batch-range MIN:OPT:MAX, not both")
+    if fp16 and int8:
+        fail("--fp16 and --int8 are exclusive: an INT8 bundle keeps its float parts in FP32")
     int8_flags = {"--calibration": calibration is not None, "--qat-epochs": qat_epochs > 0,
                   "--max-r1-drop": max_r1_drop is not None, "--val-data": val_data is not None}
     if not int8 and any(int8_flags.values()):
