@@ -55,6 +55,10 @@ def model_bytes(bundle: Path) -> int:
     return sum((bundle / f).stat().st_size for f in files if f.endswith((".onnx", ".bin", ".engine")))
 
 
+def _secs(x: float) -> str:
+    return "—" if x != x else f"{x:.0f}"  # NaN: a reused bundle
+
+
 def to_markdown(res: dict[str, Any]) -> str:
     ref = res["reference"]
     lines = [
@@ -80,7 +84,7 @@ def to_markdown(res: dict[str, Any]) -> str:
         lines.append(
             f"| {r['name']} | {r['backend']} | {r['R@1']:.2f} | {r['drop_pp']:+.2f} | {r['R@5']:.2f} | {r['R@10']:.2f} "
             f"| {r['cos_mean']:.4f} | {r['cos_min']:.4f} | {r['p50_ms']:.2f} | {r['speedup']:.2f}× "
-            f"| {r['model_mb']:.2f} | {r['size_pct']:.1f}% | {r['float_ops']} | {r['export_s']:.0f} |")
+            f"| {r['model_mb']:.2f} | {r['size_pct']:.1f}% | {r['float_ops']} | {_secs(r['export_s'])} |")
     for name, why in res.get("failed", {}).items():
         lines.append(f"| {name} | failed: {why[:300]} |" + " |" * 12)
     lines += ["", "ΔR@1 = torch FP32 − artifact (positive = lost). `float ops` = quantizable ops left in float "
@@ -110,6 +114,8 @@ def main() -> None:
     ap.add_argument("--latency-iters", type=int, default=50)
     ap.add_argument("--work", type=Path, default=ROOT / "runs/int8-nordland")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
+    ap.add_argument("--reuse", action="store_true",
+                    help="Keep bundles already in --work (export time not re-measured).")
     args = ap.parse_args()
     if not args.checkpoint.is_file():
         sys.exit(f"{args.checkpoint}: no checkpoint; train one with python benchmarks/train_nordland.py")
@@ -120,7 +126,7 @@ def main() -> None:
         warnings.simplefilter("ignore", FewCalibrationImagesWarning)
         calib = build_calibration_set(DATA, args.calib, seed=0, format="aligned", options={"frames": TRAIN_FRAMES},
                                       exclude=[bench])
-    calib = save_calibration_set(calib, args.work / "calibration.json")
+    calib = save_calibration_set(calib, args.work / "calibration.json")  # same seed: same set, same hash
     print(f"calibration: {len(calib)} images, sha256 {calib.content_hash()[:12]}", flush=True)
 
     bundles, export_s, failed = [], {}, {}
@@ -129,6 +135,10 @@ def main() -> None:
         out = args.work / name
         if "int8" in kw:
             kw = {"int8": {"calibration": calib, **kw["int8"], "log": lambda m: print("  " + m, flush=True)}}
+        if args.reuse and (out / "manifest.json").is_file():
+            export_s[name] = float("nan")
+            bundles.append(out)
+            continue
         t0 = time.perf_counter()
         try:
             export_model(args.checkpoint, target, out, overwrite=True, **kw)

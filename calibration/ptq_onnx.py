@@ -25,6 +25,7 @@ with different float fallbacks, never re-runs calibration.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -123,13 +124,19 @@ def quantize_onnx(
     cache = Path(cache_path) if cache_path is not None else None
     with tempfile.TemporaryDirectory(prefix="boq-int8-") as tmp:
         tmp_out = Path(tmp) / "model.onnx"
-        quantize_static(
-            str(fp32_onnx), str(tmp_out),
-            calibration_data_reader=None if cache is not None and cache.is_file() else _reader(model, calibration),
-            nodes_to_exclude=excluded,
-            calibration_cache_path=str(cache) if cache is not None else None,
-            **opts,
-        )
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quantize_static's "consider pre-processing" advice, printed on every call
+        try:
+            quantize_static(
+                str(fp32_onnx), str(tmp_out),
+                calibration_data_reader=None if cache is not None and cache.is_file() else _reader(model, calibration),
+                nodes_to_exclude=excluded,
+                calibration_cache_path=str(cache) if cache is not None else None,
+                **opts,
+            )
+        finally:
+            root.setLevel(level)
         q = onnx.load(str(tmp_out))
         from boq_edge.calibration.qdq_tensorrt import enforce_tensorrt_placement, read_float_inputs
 

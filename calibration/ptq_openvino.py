@@ -55,6 +55,13 @@ def ignored_scope_for(ov_model: Any, onnx_names: Sequence[str]) -> Any:
     return nncf.IgnoredScope(names=names, types=sorted(types), validate=False)
 
 
+def quiet_nncf() -> None:
+    """NNCF logs every ignored node at INFO; its progress bars are enough for PTQ."""
+    import logging
+
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+
+
 def advanced_parameters() -> Any:
     """NNCF settings every OpenVINO INT8 path here uses (overflow fix on all layers, see above)."""
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
@@ -80,6 +87,7 @@ def quantize_openvino(
     import onnx
     from boq_edge.calibration.graph import attention_nodes
 
+    quiet_nncf()
     ov_model = read_fp32(fp32_onnx)
     att = attention_nodes(onnx.load(str(fp32_onnx), load_external_data=False))
     keep = list(dict.fromkeys([*att, *float_nodes]))
@@ -122,4 +130,4 @@ def compile_f32(model: Any, threads: int | None = None) -> Any:
 
 
 __all__ = ["advanced_parameters", "calibration_dataset", "compile_f32", "ignored_scope_for", "quantize_openvino",
-           "read_fp32", "save_openvino"]
+           "quiet_nncf", "read_fp32", "save_openvino"]

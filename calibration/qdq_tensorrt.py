@@ -171,6 +171,56 @@ def enforce_tensorrt_placement(model: onnx.ModelProto, reference: onnx.ModelProt
     return read_float_inputs(model, lambda c: not _reaches_int8_only(c, producer, consumers), reference)
 
 
+def fold_weight_quantizers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Float weight → QuantizeLinear becomes the int8 constant it computes (in place; returns ``model``).
+
+    QAT exporters write weights as float constants with a Q/DQ pair; ONNX Runtime writes
+    int8 constants with a DequantizeLinear. Both mean the same arithmetic and TensorRT folds
+    both, but the first stores every weight in float: the bundle was as large as the FP32
+    model. Rounding is half-to-even, as QuantizeLinear specifies.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant" and n.output}
+
+    def array(name: str) -> np.ndarray | None:
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        c = consts.get(name)
+        t = next((a.t for a in c.attribute if a.name == "value"), None) if c is not None else None
+        return None if t is None else numpy_helper.to_array(t)
+
+    kept, folded = [], []
+    for n in model.graph.node:
+        has_zp = len(n.input) > 2 and bool(n.input[2])
+        w = array(n.input[0]) if n.op_type == "QuantizeLinear" and n.input[0] in inits else None
+        scale = array(n.input[1]) if w is not None else None
+        zp = array(n.input[2]) if w is not None and has_zp else None
+        if w is None or scale is None or (has_zp and zp is None):
+            kept.append(n)
+            continue
+        axis = next((int(a.i) for a in n.attribute if a.name == "axis"), 1)
+        shape = [1] * w.ndim
+        if scale.size > 1:
+            shape[axis % w.ndim] = -1
+        dtype = zp.dtype if zp is not None else np.uint8
+        z = 0.0 if zp is None else (zp.reshape(shape) if zp.size > 1 else zp.reshape(-1)[0]).astype(np.float64)
+        lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+        q = np.clip(np.rint(w / scale.reshape(shape)) + z, lo, hi).astype(dtype)
+        folded.append(numpy_helper.from_array(q, n.output[0]))
+    if not folded:
+        return model
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    keep_inits = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend([*keep_inits, *folded])
+    return model
+
+
 def check_tensorrt_qdq(model: onnx.ModelProto, source: str = "model") -> LintReport:
     """Lint ``model``; raise :class:`QDQLintError` naming every violating node."""
     report = lint_model(model)

@@ -183,9 +183,10 @@ def quantize_model(
                           "images": "calibration set"}
             if target == "openvino":
                 from boq_edge.calibration.accuracy_control import openvino_float_ops
-                from boq_edge.calibration.ptq_openvino import compile_f32, save_openvino
+                from boq_edge.calibration.ptq_openvino import compile_f32, read_fp32, save_openvino
 
-                ov_model = qat.export_openvino(res.model, data)
+                qat.export_qdq_onnx(res.model, data, tmp / "qat_qdq.onnx")
+                ov_model = read_fp32(tmp / "qat_qdq.onnx")  # Q/DQ → FakeQuantize
                 save_openvino(ov_model, staged)
                 report.float_ops = openvino_float_ops(ov_model)
                 compiled = compile_f32(ov_model)

@@ -158,3 +158,23 @@ def test_lint_file_refuses_garbage(tmp_path: Path) -> None:
     p.write_bytes(b"not a protobuf at all" * 10)
     with pytest.raises(ValueError, match="not a readable ONNX model"):
         lint_file(p)
+
+
+def test_weight_quantizers_fold_into_int8_constants(tmp_path: Path) -> None:
+    """QAT's float-weight Q/DQ pairs become int8 constants: same outputs, lint-clean, no float weight left."""
+    import onnxruntime as ort
+    from boq_edge.calibration.qdq_tensorrt import fold_weight_quantizers
+
+    x = {"x": np.random.default_rng(1).standard_normal((1, C_IN, 8, 8)).astype(np.float32)}
+    paired = _model(weight_pair=True)
+    outs = []
+    for i, m in enumerate((paired, fold_weight_quantizers(_model(weight_pair=True)))):
+        p = tmp_path / f"m{i}.onnx"
+        onnx.save(m, str(p))
+        outs.append(ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, x)[0])
+    folded = fold_weight_quantizers(_model(weight_pair=True))
+    assert np.array_equal(outs[0], outs[1])
+    assert lint_model(folded).ok
+    assert "conv_w_Q" not in {n.name for n in folded.graph.node}
+    assert "w_float" not in {t.name for t in folded.graph.initializer}
+    assert numpy_helper.to_array(next(t for t in folded.graph.initializer if t.name == "w_q2")).dtype == np.int8

@@ -15,7 +15,9 @@ app = typer.Typer(
     help="boq-edge: fold, quantize, export and validate Bag-of-Queries place-recognition models "
     "for edge devices. Every subcommand is a thin wrapper over a Python function.",
 )
-console = Console()
+# Piped or logged output (CI, `| tee`) gets rich's 80-column default, which squeezes the
+# validation and bench tables into ellipses; a wide fixed width keeps every number readable.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 err_console = Console(stderr=True)
 
 
