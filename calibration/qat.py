@@ -99,7 +99,11 @@ def quantize_torch(folded: Any, calibration: np.ndarray, *, signed_activations: 
     import nncf
     import torch
     from boq_edge.calibration.ptq_openvino import quiet_nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        OverflowFix,
+        QuantizationParameters,
+    )
 
     quiet_nncf()
     student = copy.deepcopy(folded).eval()
@@ -109,7 +113,10 @@ def quantize_torch(folded: Any, calibration: np.ndarray, *, signed_activations: 
     # Bias correction is skipped: on torch it costs minutes of CPU, and tuning corrects biases anyway.
     # Activations per tensor: NNCF's CPU config otherwise quantizes depthwise-conv inputs per
     # channel, which TensorRT's explicit Q/DQ rules (and lint-qdq) do not allow.
-    adv = AdvancedQuantizationParameters(disable_bias_correction=True,
+    # Overflow fix on every layer (7-bit weight range), as for OpenVINO PTQ: OpenVINO runs the
+    # student's Q/DQ with integer kernels that saturate on CPUs without VNNI (measured here:
+    # full-range QAT weights gave cosine 0.04 in OpenVINO while ONNX Runtime ran them fine).
+    adv = AdvancedQuantizationParameters(disable_bias_correction=True, overflow_fix=OverflowFix.ENABLE,
                                          activations_quantization_params=QuantizationParameters(per_channel=False))
     with flush_denormals():
         q = nncf.quantize(student, ds, subset_size=subset_size or len(data), advanced_parameters=adv)
