@@ -21,9 +21,10 @@ Details that matter, measured:
   (value change below 1e-38).
 - Export: one Q/DQ ONNX (NNCF's ``ONNX_QUANTIZE_DEQUANTIZE_PAIRS`` mode with the
   TorchScript exporter, the TensorRT placement pass of :mod:`qdq_tensorrt`, weights stored
-  as int8), which OpenVINO then reads (Q/DQ become FakeQuantize). Converting the NNCF torch
-  student to OpenVINO directly gave a model with descriptor cosine 0.04 to FP32 while the
-  same student's Q/DQ ONNX ran correctly (R@1 43.8 vs 45.3 FP32 on Nordland).
+  as int8), which OpenVINO then reads (Q/DQ become FakeQuantize), so both targets run the
+  same student. With full-range 8-bit weights OpenVINO's integer kernels saturated on this
+  AVX2-only CPU (cosine 0.04 to FP32, while ONNX Runtime ran the same file at R@1 43.8 vs
+  45.3 FP32 on Nordland); hence the overflow fix in :func:`quantize_torch`.
 """
 
 from __future__ import annotations
