@@ -165,15 +165,16 @@ def rank_by_float_gain(build: Callable[[Sequence[str]], EmbedFn], reference: Emb
     """
     ref = embed(reference, images)
     gains: dict[str, float] = {}
-    base = _mean_cosine(embed(build([]), images), ref)
+    base = mean_cosine(embed(build([]), images), ref)
     for i, c in enumerate(candidates):
-        gains[c] = _mean_cosine(embed(build([c]), images), ref) - base
+        gains[c] = mean_cosine(embed(build([c]), images), ref) - base
         if log and (i + 1) % 10 == 0:
             log(f"sensitivity: {i + 1}/{len(candidates)} nodes")
     return gains
 
 
-def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean per-row cosine of two descriptor batches (not assumed L2-normalised)."""
     num = (a * b).sum(1)
     return float((num / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)).mean())
 
@@ -245,5 +246,5 @@ def accuracy_control_onnx(
 
 __all__ = [
     "AccuracyControlResult", "ValidationSplit", "accuracy_control_onnx", "accuracy_control_openvino", "embed",
-    "openvino_float_ops", "ort_session_fn", "query_hits", "rank_by_float_gain", "recall_at_1",
+    "mean_cosine", "openvino_float_ops", "ort_session_fn", "query_hits", "rank_by_float_gain", "recall_at_1",
 ]

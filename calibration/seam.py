@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from boq_edge.calibration.calibset import CalibrationError, CalibrationSet, load_calibration_set
 
+from boq_edge.fileio import atomic_write
+
 TARGETS = ("onnx", "openvino", "tensorrt")
 METHODS = ("ptq", "qat", "accuracy-controlled")
 SCHEMES = {
@@ -93,12 +95,6 @@ def _torch_embed(folded: Any) -> Callable[[np.ndarray], np.ndarray]:
             return ref(torch.from_numpy(np.ascontiguousarray(x))).numpy()
 
     return fn
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    num = (a * b).sum(1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12
-    return float((num / den).mean())
 
 
 def quantize_model(
@@ -238,7 +234,7 @@ def quantize_model(
                            "quantize_linear": lr.num_quantize, "dequantize_linear": lr.num_dequantize}
 
         probe = data[:64]
-        report.cosine_to_fp32 = _cosine(ac.embed(embed_fn, probe), ac.embed(ref_fn, probe))
+        report.cosine_to_fp32 = ac.mean_cosine(ac.embed(embed_fn, probe), ac.embed(ref_fn, probe))
         if split is not None:
             report.r1_int8 = ac.recall_at_1(embed_fn, split)
             say(f"validation R@1: FP32 {report.r1_fp32:.2f}, INT8 {report.r1_int8:.2f} "
@@ -311,15 +307,9 @@ def quantize_for_target(
 
 
 def _move(src: Path, dst: Path) -> None:
-    """Copy to a temp name beside ``dst`` then rename: atomic on the destination filesystem."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Copy into a temp file beside ``dst``, then rename: atomic on the destination filesystem."""
+    with open(src, "rb") as f:
+        atomic_write(dst, lambda out: shutil.copyfileobj(f, out))
 
 
 __all__ = ["METHODS", "OPTION_KEYS", "SCHEMES", "TARGETS", "AccuracyBudgetError", "QuantizationReport",
