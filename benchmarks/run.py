@@ -92,7 +92,7 @@ def hand_baselines(model: Any, size: tuple[int, int], threads: int, batch: int, 
     ov.save_model(q_model, str(tmp / "hand_int8.xml"))
     rows.append(_row("hand OpenVINO + NNCF PTQ defaults INT8", "baseline",
                      time_callable(lambda a: compiled_q(a)[0], x, warmup, iters).to_dict(),
-                     file_mb=round((tmp / "hand_int8.bin").stat().st_size / 2**20, 2)))
+                     file_mb=round(sum((tmp / f"hand_int8.{e}").stat().st_size for e in ("xml", "bin")) / 2**20, 2)))
     return rows
 
 
@@ -197,7 +197,8 @@ def main() -> None:
             r = bench_bundle(bundle, backend=backend, batch=args.batch, threads=args.threads, warmup=args.warmup,
                              iters=args.iters)
             files = json.loads((bundle / "manifest.json").read_text()).get("files", {})
-            model_files = [f for f in files if f.endswith((".onnx", ".bin", ".engine"))]
+            # everything the runtime loads: for OpenVINO the topology .xml as well as the .bin
+            model_files = [f for f in files if f.endswith((".onnx", ".bin", ".xml", ".engine"))]
             mb = sum((bundle / f).stat().st_size for f in model_files) / 2**20
             rows.append(_row(label, "boq-edge", r["latency_ms"], file_mb=round(mb, 2), rss_mb=r["rss_mb"],
                              load_seconds=r["load_seconds"], runtime=r["runtime"]))

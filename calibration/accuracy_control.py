@@ -93,16 +93,21 @@ def accuracy_control_openvino(
     split: ValidationSplit,
     max_r1_drop: float,
     *,
+    float_nodes: Sequence[str] = (),
     log: Callable[[str], None] | None = None,
 ) -> tuple[Any, list[str]]:
-    """``nncf.quantize_with_accuracy_control`` on the OpenVINO model; returns (ov.Model, float op names)."""
+    """``nncf.quantize_with_accuracy_control`` on the OpenVINO model; returns (ov.Model, float op names).
+
+    ``float_nodes`` (ONNX names) stay float from the start, like the attention.
+    """
     import nncf
     import onnx
     from boq_edge.calibration.graph import attention_nodes
     from boq_edge.calibration.ptq_openvino import advanced_parameters, calibration_dataset, ignored_scope_for, read_fp32
 
     ov_model = read_fp32(fp32_onnx)
-    scope = ignored_scope_for(ov_model, attention_nodes(onnx.load(str(fp32_onnx), load_external_data=False)))
+    att = attention_nodes(onnx.load(str(fp32_onnx), load_external_data=False))
+    scope = ignored_scope_for(ov_model, [*att, *float_nodes])
 
     def validate(compiled: Any, items: Any) -> tuple[float, list[float]]:
         idx = np.fromiter(items, dtype=np.int64)
@@ -147,6 +152,7 @@ def ort_session_fn(path: str | os.PathLike, threads: int = 2) -> EmbedFn:
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
+    so.log_severity_level = 3  # errors only (see boq_edge.runtime.onnxruntime_backend)
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: x})[0]
@@ -188,14 +194,16 @@ def accuracy_control_onnx(
     *,
     scheme: str,
     r1_fp32: float,
+    base_float: Sequence[str] = (),
     ranking_images: int = 32,
     max_iterations: int = 12,
     log: Callable[[str], None] | None = None,
 ) -> AccuracyControlResult:
     """Greedy float fallback over ONNX Runtime's quantizer until the Recall@1 drop holds.
 
-    ``fp32_named`` must have named nodes (:func:`ptq_onnx.prepare_fp32`). Writes the final
-    model to ``out_path``. If even the last step misses the budget, the best model found is
+    ``fp32_named`` must have named nodes (:func:`ptq_onnx.prepare_fp32`). ``base_float``
+    stays float in every trial and is not counted as reverted. Writes the final model to
+    ``out_path``. If even the last step misses the budget, the best model found is
     kept and the result says so through its drop (the caller decides whether to fail).
     """
     from boq_edge.calibration.ptq_onnx import candidate_nodes, quantize_onnx
@@ -207,13 +215,15 @@ def accuracy_control_onnx(
         lines.append(s)
         say(s)
 
-    cands = candidate_nodes(fp32_named, scheme)
+    base = list(base_float)
+    cands = [c for c in candidate_nodes(fp32_named, scheme) if c not in base]
     with tempfile.TemporaryDirectory(prefix="boq-ac-") as tmp:
         cache = Path(tmp) / "calib-ranges.json"
         trial = Path(tmp) / "trial.onnx"
 
         def build(float_nodes: Sequence[str], path: Path) -> EmbedFn:
-            quantize_onnx(fp32_named, path, calibration, scheme=scheme, float_nodes=float_nodes, cache_path=cache)
+            quantize_onnx(fp32_named, path, calibration, scheme=scheme, float_nodes=[*base, *float_nodes],
+                          cache_path=cache)
             return ort_session_fn(path)
 
         r1 = recall_at_1(build([], trial), split)

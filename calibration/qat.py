@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,9 +94,51 @@ def _freeze_batchnorm(model: Any) -> None:
                 p.requires_grad_(False)
 
 
+_NNCF_WEIGHTED = ("conv2d", "conv1d", "conv3d", "linear", "matmul", "addmm", "conv_transpose2d")
+
+
+def nncf_names_for_onnx_nodes(folded: Any, example: np.ndarray, onnx_model: Any, names: Sequence[str]) -> list[str]:
+    """NNCF's names for the torch layers behind these ONNX nodes of the same model's export.
+
+    Float placement is decided once, on the FP32 ONNX (:mod:`boq_edge.calibration.graph`);
+    QAT must leave the same layers in float. The torch exporter records each ONNX node's
+    module scope (``pkg.torch.onnx.name_scopes``); NNCF names nodes by module path
+    (``backbone/features/1/conv/0/0/conv2d/0``). A Conv fused with its BatchNorm carries
+    the BatchNorm's scope, so a BatchNorm match is followed back to the layer feeding it.
+    Raises ``ValueError`` naming any node that cannot be mapped, rather than quantizing a
+    layer the FP32 analysis said must stay float.
+    """
+    import ast
+
+    import torch
+    from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
+
+    graph = build_nncf_graph(folded, torch.from_numpy(np.ascontiguousarray(example[:1], dtype=np.float32)))
+    nodes = list(graph.get_all_nodes())
+    by_node = {n.name: n for n in onnx_model.graph.node}
+    out: list[str] = []
+    for name in names:
+        meta = {p.key: p.value for p in by_node[name].metadata_props} if name in by_node else {}
+        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+        if len(scopes) < 2:
+            raise ValueError(f"ONNX node {name!r} has no torch module scope; cannot keep its layer in float for QAT")
+        prefix = scopes[-2].replace(".", "/") + "/"
+        found = [n for n in nodes if n.node_name.startswith(prefix) and n.node_type in _NNCF_WEIGHTED]
+        if not found:  # a BatchNorm folded into the Conv before it
+            for bn in (n for n in nodes if n.node_name.startswith(prefix)):
+                found += [p for p in graph.get_previous_nodes(bn) if p.node_type in _NNCF_WEIGHTED]
+        if not found:
+            raise ValueError(f"no torch layer found for ONNX node {name!r} (module {scopes[-2]!r})")
+        out += [n.node_name for n in found if n.node_name not in out]
+    return out
+
+
 def quantize_torch(folded: Any, calibration: np.ndarray, *, signed_activations: bool,
-                   subset_size: int | None = None) -> Any:
-    """NNCF PTQ of a copy of the folded model (the starting point of tuning)."""
+                   subset_size: int | None = None, float_layers: Sequence[str] = ()) -> Any:
+    """NNCF PTQ of a copy of the folded model (the starting point of tuning).
+
+    ``float_layers`` are NNCF node names left unquantized (:func:`nncf_names_for_onnx_nodes`).
+    """
     import nncf
     import torch
     from boq_edge.calibration.ptq_openvino import quiet_nncf
@@ -120,7 +162,9 @@ def quantize_torch(folded: Any, calibration: np.ndarray, *, signed_activations: 
     adv = AdvancedQuantizationParameters(disable_bias_correction=True, overflow_fix=OverflowFix.ENABLE,
                                          activations_quantization_params=QuantizationParameters(per_channel=False))
     with flush_denormals():
-        q = nncf.quantize(student, ds, subset_size=subset_size or len(data), advanced_parameters=adv)
+        scope = nncf.IgnoredScope(names=list(float_layers)) if float_layers else None
+        q = nncf.quantize(student, ds, subset_size=subset_size or len(data), advanced_parameters=adv,
+                          ignored_scope=scope)
     if signed_activations:
         for m in _quantizers(q):
             if not m.signed:
@@ -202,16 +246,20 @@ def quantization_aware_tune(
     signed_activations: bool = True,
     ranking_weight: float = 0.0,
     seed: int = 0,
+    float_layers: Sequence[str] = (),
     log: Callable[[str], None] | None = None,
     **distill_kwargs: Any,
 ) -> QATResult:
-    """PTQ start + ``epochs`` of distillation; the FP32 ``folded`` model is left untouched."""
+    """PTQ start + ``epochs`` of distillation; the FP32 ``folded`` model is left untouched.
+
+    ``float_layers``: NNCF node names to keep in float (see :func:`nncf_names_for_onnx_nodes`).
+    """
     import torch
 
     torch.manual_seed(seed)
     teacher = copy.deepcopy(folded).eval()
     flush_subnormals(teacher)
-    student = quantize_torch(folded, calibration, signed_activations=signed_activations)
+    student = quantize_torch(folded, calibration, signed_activations=signed_activations, float_layers=float_layers)
     hist = distill(student, teacher, calibration, epochs=epochs, ranking_weight=ranking_weight, seed=seed,
                    log=log, **distill_kwargs) if epochs > 0 else []
     return QATResult(student, epochs, signed_activations, hist, len(_quantizers(student)))
@@ -226,7 +274,7 @@ def export_qdq_onnx(student: Any, example: np.ndarray, path: str | os.PathLike, 
     import onnx
     import torch
     from boq_edge.calibration.graph import ensure_node_names
-    from boq_edge.calibration.ptq_onnx import _save_atomic
+    from boq_edge.calibration.ptq_onnx import save_int8_onnx
     from boq_edge.calibration.qdq_tensorrt import enforce_tensorrt_placement, fold_weight_quantizers
     from nncf.torch.quantization.layers import QuantizerExportMode
 
@@ -245,9 +293,9 @@ def export_qdq_onnx(student: Any, example: np.ndarray, path: str | os.PathLike, 
             m.set_export_mode(QuantizerExportMode.FAKE_QUANTIZE)
     ensure_node_names(model)
     model = fold_weight_quantizers(enforce_tensorrt_placement(model))
-    _save_atomic(model, path)
+    save_int8_onnx(model, path)
     return model
 
 
-__all__ = ["QATResult", "distill", "export_qdq_onnx", "flush_subnormals",
+__all__ = ["QATResult", "distill", "export_qdq_onnx", "flush_subnormals", "nncf_names_for_onnx_nodes",
            "quantization_aware_tune", "quantize_torch"]

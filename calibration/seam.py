@@ -46,7 +46,8 @@ class QuantizationReport:
     calibration_sha256: str
     calibration_images: int
     calibration_source: dict[str, Any]
-    float_ops: list[str]  # quantizable ops left in float: attention + any reverted by accuracy control
+    float_ops: list[str]  # quantizable ops left in float: attention, ill-conditioned, accuracy-control reverts
+    ill_conditioned: list[str] = field(default_factory=list)  # ONNX nodes always left float (graph.py)
     reverted_to_float: list[str] = field(default_factory=list)  # the accuracy-control part of float_ops
     cosine_to_fp32: float | None = None  # mean descriptor cosine on (up to 64) calibration images
     validation: str | None = None
@@ -167,13 +168,21 @@ def quantize_model(
     with tempfile.TemporaryDirectory(prefix="boq-int8-") as tmp_s:
         tmp = Path(tmp_s)
         named = prepare_fp32(fp32_onnx, tmp)
+        import onnx
+        from boq_edge.calibration.graph import ill_conditioned_nodes
+
+        fp32_model = onnx.load(str(named))
+        ill = report.ill_conditioned = ill_conditioned_nodes(fp32_model)
+        if ill:
+            say(f"kept in float (BN-amplified weights and their producers): {', '.join(ill)}")
         staged = tmp / ("model.xml" if target == "openvino" else "model.onnx")
         embed_fn: Callable[[np.ndarray], np.ndarray]
         if method == "qat":
             from boq_edge.calibration import qat
 
-            res = qat.quantization_aware_tune(folded, data, epochs=qat_epochs, signed_activations=True, seed=seed,
-                                              log=say)
+            res = qat.quantization_aware_tune(
+                folded, data, epochs=qat_epochs, signed_activations=True, seed=seed, log=say,
+                float_layers=qat.nncf_names_for_onnx_nodes(folded, data, fp32_model, ill) if ill else ())
             report.qat = {"epochs": qat_epochs, "loss_history": [round(v, 6) for v in res.history],
                           "signed_activations": True, "quantizers": res.num_quantizers,
                           "images": "calibration set"}
@@ -188,7 +197,6 @@ def quantize_model(
                 compiled = compile_f32(ov_model)
                 embed_fn = lambda x: compiled(x)[0]  # noqa: E731
             else:
-                import onnx
                 from boq_edge.calibration.lint_qdq import lint_model
 
                 qat.export_qdq_onnx(res.model, data, staged)
@@ -200,11 +208,12 @@ def quantize_model(
 
             if method == "accuracy-controlled":
                 assert split is not None and max_r1_drop is not None
-                ov_model, report.float_ops = ac.accuracy_control_openvino(named, data, split, max_r1_drop, log=say)
-                ptq_float = set(ac.openvino_float_ops(quantize_openvino(named, data)[0]))
+                ov_model, report.float_ops = ac.accuracy_control_openvino(named, data, split, max_r1_drop,
+                                                                          float_nodes=ill, log=say)
+                ptq_float = set(ac.openvino_float_ops(quantize_openvino(named, data, float_nodes=ill)[0]))
                 report.reverted_to_float = [n for n in report.float_ops if n not in ptq_float]
             else:
-                ov_model, _ = quantize_openvino(named, data)
+                ov_model, _ = quantize_openvino(named, data, float_nodes=ill)
                 report.float_ops = ac.openvino_float_ops(ov_model)
             save_openvino(ov_model, staged)
             compiled = compile_f32(ov_model)
@@ -214,19 +223,17 @@ def quantize_model(
             if method == "accuracy-controlled":
                 assert split is not None and max_r1_drop is not None and report.r1_fp32 is not None
                 res_ac = ac.accuracy_control_onnx(named, staged, data, split, max_r1_drop, scheme=scheme,
-                                                  r1_fp32=report.r1_fp32, log=say)
+                                                  r1_fp32=report.r1_fp32, base_float=ill, log=say)
                 report.reverted_to_float = res_ac.float_nodes
                 report.notes.extend(res_ac.log)
-                import onnx
                 from boq_edge.calibration.graph import attention_nodes
 
-                report.float_ops = attention_nodes(onnx.load(str(named))) + res_ac.float_nodes
+                report.float_ops = attention_nodes(fp32_model) + ill + res_ac.float_nodes
             else:
-                report.float_ops = quantize_onnx(named, staged, data, scheme=scheme)
+                report.float_ops = quantize_onnx(named, staged, data, scheme=scheme, float_nodes=ill)
             embed_fn = ac.ort_session_fn(staged)
 
         if target == "tensorrt":
-            import onnx
             from boq_edge.calibration.qdq_tensorrt import check_tensorrt_qdq
 
             lr = check_tensorrt_qdq(onnx.load(str(staged)), f"TensorRT INT8 model for {fp32_onnx}")

@@ -79,6 +79,9 @@ def test_ptq_bundle_runs_and_stays_close(setup: dict, target: str, floor: float)
     q = manifest["quantization"]
     assert q["method"] == "ptq" and q["calibration_sha256"] == setup["calib_hash"]
     assert q["calibration_images"] == 64 and q["float_ops"]  # attention stays in float
+    # The ImageNet MobileNetV2's BN-amplified first layers stay float in every scheme.
+    assert len(q["ill_conditioned"]) == 4
+    assert all(any(f.split("/")[0] == n for f in q["float_ops"]) for n in q["ill_conditioned"])
     # TensorRT is not installed here: its Q/DQ ONNX runs in ONNX Runtime, which reads the same file.
     out = _run(bundle, setup["x"], backend="onnxruntime" if target == "tensorrt" else None)
     cos = _cosine(out, setup["ref"])
@@ -88,9 +91,38 @@ def test_ptq_bundle_runs_and_stays_close(setup: dict, target: str, floor: float)
         model = onnx.load(str(bundle / "model.onnx"))
         report = lint_model(model)
         assert report.ok, [str(v) for v in report.violations[:5]]
+        assert set(q["ill_conditioned"]) <= set(report.float_nodes)
         assert q["lint"]["ok"] and q["lint"]["quantized_nodes"] == len(report.quantized_nodes)
+    if target != "openvino":  # shipped INT8 ONNX: no exporter stack traces (build paths), no Constant nodes
+        model = onnx.load(str(bundle / "model.onnx"))
+        assert not any(n.metadata_props for n in model.graph.node)
+        assert not any(n.op_type == "Constant" for n in model.graph.node)
     sizes = {f: (bundle / f).stat().st_size for f in manifest["files"] if f.endswith((".onnx", ".bin"))}
     assert sum(sizes.values()) > 0
+
+
+def test_ill_conditioned_layers_found_and_mapped_to_torch(setup: dict) -> None:
+    """The ImageNet MobileNetV2 keeps features.0, features.1 and features.2's expansion in float; QAT maps them."""
+    import torch
+    from boq_edge.calibration.graph import ill_conditioned_nodes, large_weight_nodes
+    from boq_edge.calibration.qat import nncf_names_for_onnx_nodes
+    from boq_edge.export.fold import fold
+    from boq_edge.export.onnx_export import export_fp32_onnx
+
+    from boq_edge.model import build_model, get_preset
+
+    folded = fold(setup["model"])
+    path = export_fp32_onnx(folded, setup["tmp"] / "fp32-ill.onnx")
+    model = onnx.load(str(path))
+    ill = ill_conditioned_nodes(model)
+    assert len(large_weight_nodes(model)) == 2 and set(large_weight_nodes(model)) < set(ill)
+    names = nncf_names_for_onnx_nodes(folded.eval(), setup["x"], model, ill)
+    assert names == ["backbone/features/0/0/conv2d/0", "backbone/features/1/conv/0/0/conv2d/0",
+                     "backbone/features/1/conv/1/conv2d/0", "backbone/features/2/conv/0/0/conv2d/0"]
+    # Freshly initialised BatchNorm (variance 1) amplifies nothing: no layer is singled out.
+    torch.manual_seed(0)
+    plain = fold(build_model(get_preset("mobilenetv2-edge").with_image_size(*SIZE)))
+    assert ill_conditioned_nodes(onnx.load(str(export_fp32_onnx(plain, setup["tmp"] / "fp32-plain.onnx")))) == []
 
 
 def test_int8_without_calibration_is_refused(setup: dict) -> None:
@@ -145,7 +177,7 @@ def test_budget_miss_writes_nothing(setup: dict, nordland_dir: Path, monkeypatch
 
     r1 = [40.0]  # FP32 R@1 first, then every INT8 measurement 10.0: a 30 pp drop the search cannot fix
 
-    def search_that_fails(named, out, data, split, budget, *, scheme, r1_fp32, log=None):  # noqa: ANN001, ANN202
+    def search_that_fails(named, out, data, split, budget, *, scheme, r1_fp32, base_float=(), log=None):  # noqa: ANN001, ANN202
         quantize_onnx(named, out, data, scheme=scheme)
         return ac.AccuracyControlResult([], r1_fp32, 10.0, 12)
 

@@ -63,7 +63,8 @@ def export_cmd(
     fp16: bool = typer.Option(False, "--fp16", help="FP16 weights/compute; LayerNorm, Softmax, L2-norm stay FP32."),
     int8: bool = typer.Option(
         False, "--int8", help="INT8: OpenVINO FakeQuantize (NNCF), ONNX Runtime u8s8 Q/DQ, or TensorRT explicit "
-        "s8 Q/DQ (checked by lint-qdq). Needs --calibration."),
+        "s8 Q/DQ (checked by lint-qdq). Attention and BN-amplified (ill-conditioned) layers stay float. "
+        "Needs --calibration."),
     calibration: Path | None = typer.Option(
         None, "--calibration", "--calib", help="With --int8: calibration manifest from `boq-edge calibrate`."),
     qat_epochs: int = typer.Option(

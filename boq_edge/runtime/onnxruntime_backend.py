@@ -27,6 +27,7 @@ class OnnxRuntimeBackend(Runtime):
                               f"(target {manifest.target}); use backend {manifest.target!r}")
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # errors only: its Q/DQ fusion warns once per scale constant it leaves unused
         if threads:
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
