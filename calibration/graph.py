@@ -145,7 +145,7 @@ def ill_conditioned_nodes(model: onnx.ModelProto, threshold: float = 32.0) -> li
     by_name = {n.name: n for n in model.graph.node}
     keep = set(large)
     for name in large:
-        stack, seen = [by_name[name].input[0]], set()
+        stack, seen = [by_name[name].input[0]], set[str]()
         while stack:  # upstream through activations/adds/reshapes to the nearest weighted nodes
             t = stack.pop()
             if t in seen or t in consts or len(seen) > 64:
