@@ -3,8 +3,10 @@
 Each bundle is made through the export stage's hook (``export_model(..., int8=...)``),
 then run by the bundle runtimes; descriptors must stay close to the FP32 torch model.
 The model is the ImageNet backbone with a random BoQ head: the floors are set for that
-(measured: cosine ≈ 0.90 for OpenVINO, ≈ 0.83–0.90 for the ONNX schemes), so a broken
-placement (attention quantized: cosine ≈ 0.5) or a wrong scale fails.
+(measured with the ill-conditioned first layers in float: cosine 0.995 OpenVINO, 0.993
+ONNX Runtime, 0.967 TensorRT Q/DQ, 0.994 after one QAT epoch; with those layers quantized
+0.83–0.90), so a lost float placement, quantized attention (cosine ≈ 0.5) or a wrong
+scale fails.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def _run(bundle: Path, x: np.ndarray, backend: str | None = None) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target,floor", [("openvino", 0.85), ("onnx", 0.75), ("tensorrt", 0.7)])
+@pytest.mark.parametrize("target,floor", [("openvino", 0.97), ("onnx", 0.97), ("tensorrt", 0.93)])
 def test_ptq_bundle_runs_and_stays_close(setup: dict, target: str, floor: float) -> None:
     bundle = _export(setup, target)
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -151,7 +153,7 @@ def test_qat_tensorrt_qdq_is_lint_clean_and_close(setup: dict) -> None:
     report = lint_model(onnx.load(str(bundle / "model.onnx")))
     assert report.ok and report.quantized_nodes, [str(v) for v in report.violations[:5]]
     cos = _cosine(_run(bundle, setup["x"], backend="onnxruntime"), setup["ref"])
-    assert cos.mean() > 0.7, cos.mean()
+    assert cos.mean() > 0.97, cos.mean()
 
 
 @pytest.mark.slow
