@@ -13,8 +13,8 @@ checks any file:
 ``activation``  activations (non-constant Q/DQ) are per-tensor (one scale).
 ``coverage``    a Conv/ConvTranspose/Gemm/MatMul takes *all* its data inputs (activation
                 and weight) through DequantizeLinear, or none: half-quantized nodes are
-                refused. Fully float ones (attention MatMuls; nodes accuracy control sent
-                back to float) are allowed and listed in ``float_nodes``.
+                refused. Fully float ones (attention MatMuls; ill-conditioned layers; nodes
+                accuracy control sent back to float) are allowed, listed in ``float_nodes``.
 ``float-op``    DequantizeLinear feeds only Conv/ConvTranspose/Gemm/MatMul, and
                 QuantizeLinear feeds only DequantizeLinear: LayerNorm, Softmax, residual
                 adds and the L2 normalisation therefore always compute in float.
@@ -59,7 +59,7 @@ class LintReport:
     num_quantize: int
     num_dequantize: int
     quantized_nodes: list[str]  # Conv/Gemm/MatMul nodes with Q/DQ on their inputs
-    float_nodes: list[str]  # Conv/Gemm/MatMul nodes left in float (allowed only for activation×activation MatMul)
+    float_nodes: list[str]  # Conv/Gemm/MatMul nodes wholly in float (attention, ill-conditioned, reverted)
 
     @property
     def ok(self) -> bool:

@@ -27,6 +27,6 @@ def lint_qdq_cmd(
         fail(f"{model} has no QuantizeLinear/DequantizeLinear nodes: not an explicit INT8 model", code=1)
     if report.violations:
         fail(f"{model}: {len(report.violations)} violation(s) of the TensorRT Q/DQ rules", code=1)
-    floats = f", {len(report.float_nodes)} attention MatMul(s) in float" if report.float_nodes else ""
+    floats = f", {len(report.float_nodes)} Conv/MatMul/Gemm wholly in float" if report.float_nodes else ""
     console.print(f"[green]✓[/] {model}: {len(report.quantized_nodes)} INT8 Conv/MatMul/Gemm, "
                   f"{report.num_quantize} Q / {report.num_dequantize} DQ{floats}; all rules hold", highlight=False)
