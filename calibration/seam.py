@@ -260,7 +260,7 @@ def quantize_model(
         _move(staged, out_path)
         written.insert(0, str(out_path))
         report.files = written
-    say(f"wrote {', '.join(report.files)}")
+    say(f"INT8 model written: {', '.join(Path(f).name for f in report.files)}")  # bundle staging paths mean nothing
     return report
 
 
