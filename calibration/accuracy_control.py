@@ -78,6 +78,7 @@ class AccuracyControlResult:
     r1_int8: float
     iterations: int
     log: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)  # everything the written model leaves in float
 
     @property
     def drop(self) -> float:
@@ -101,13 +102,10 @@ def accuracy_control_openvino(
     ``float_nodes`` (ONNX names) stay float from the start, like the attention.
     """
     import nncf
-    import onnx
-    from boq_edge.calibration.graph import attention_nodes
-    from boq_edge.calibration.ptq_openvino import advanced_parameters, calibration_dataset, ignored_scope_for, read_fp32
+    from boq_edge.calibration.ptq_openvino import advanced_parameters, calibration_dataset, float_scope, read_fp32
 
     ov_model = read_fp32(fp32_onnx)
-    att = attention_nodes(onnx.load(str(fp32_onnx), load_external_data=False))
-    scope = ignored_scope_for(ov_model, [*att, *float_nodes])
+    scope = float_scope(ov_model, fp32_onnx, float_nodes)
 
     def validate(compiled: Any, items: Any) -> tuple[float, list[float]]:
         idx = np.fromiter(items, dtype=np.int64)
@@ -221,16 +219,18 @@ def accuracy_control_onnx(
         cache = Path(tmp) / "calib-ranges.json"
         trial = Path(tmp) / "trial.onnx"
 
+        def write(float_nodes: Sequence[str], path: Path) -> list[str]:
+            return quantize_onnx(fp32_named, path, calibration, scheme=scheme, float_nodes=[*base, *float_nodes],
+                                 cache_path=cache)
+
         def build(float_nodes: Sequence[str], path: Path) -> EmbedFn:
-            quantize_onnx(fp32_named, path, calibration, scheme=scheme, float_nodes=[*base, *float_nodes],
-                          cache_path=cache)
+            write(float_nodes, path)
             return ort_session_fn(path)
 
         r1 = recall_at_1(build([], trial), split)
         note(f"all quantized: R@1 {r1:.2f} (FP32 {r1_fp32:.2f}, drop {r1_fp32 - r1:.2f} pp)")
         if r1_fp32 - r1 <= max_r1_drop:
-            build([], Path(out_path))
-            return AccuracyControlResult([], r1_fp32, r1, 0, lines)
+            return AccuracyControlResult([], r1_fp32, r1, 0, lines, write([], Path(out_path)))
         # Rank (label-free): descriptor cosine regained by each node alone in float.
         harm = rank_by_float_gain(lambda fl: build(fl, trial), ort_session_fn(fp32_named), cands,
                                   split.queries[:ranking_images], log=say)
@@ -250,8 +250,7 @@ def accuracy_control_onnx(
             if r1_fp32 - r1 <= max_r1_drop:
                 best = (r1, fl)
                 break
-        build(best[1], Path(out_path))
-        return AccuracyControlResult(list(best[1]), r1_fp32, best[0], it, lines)
+        return AccuracyControlResult(list(best[1]), r1_fp32, best[0], it, lines, write(best[1], Path(out_path)))
 
 
 __all__ = [

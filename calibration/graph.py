@@ -183,6 +183,19 @@ def with_activations(model: onnx.ModelProto, names: list[str] | tuple[str, ...])
     return out
 
 
+def drop_unused_initializers(g: onnx.GraphProto) -> None:
+    """Remove initializers no node (and no graph output) reads, in place, order kept.
+
+    Q/DQ rewrites orphan scales and float weights; ONNX Runtime warns about each one on
+    load and they cost file size.
+    """
+    used = {i for n in g.node for i in n.input if i} | {o.name for o in g.output}
+    keep = [t for t in g.initializer if t.name in used]
+    if len(keep) != len(g.initializer):
+        del g.initializer[:]
+        g.initializer.extend(keep)
+
+
 def ensure_node_names(model: onnx.ModelProto) -> onnx.ModelProto:
     """Give unnamed nodes stable names, so exclusion lists and manifests can name them."""
     used = {n.name for n in model.graph.node if n.name}
@@ -196,5 +209,5 @@ def ensure_node_names(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-__all__ = ["WEIGHTED_OPS", "attention_nodes", "ensure_node_names", "ill_conditioned_nodes", "large_weight_nodes",
-           "weighted_nodes", "with_activations"]
+__all__ = ["WEIGHTED_OPS", "attention_nodes", "drop_unused_initializers", "ensure_node_names",
+           "ill_conditioned_nodes", "large_weight_nodes", "weighted_nodes", "with_activations"]

@@ -34,7 +34,13 @@ from typing import Any
 
 import numpy as np
 import onnx
-from boq_edge.calibration.graph import attention_nodes, ensure_node_names, weighted_nodes, with_activations
+from boq_edge.calibration.graph import (
+    attention_nodes,
+    drop_unused_initializers,
+    ensure_node_names,
+    weighted_nodes,
+    with_activations,
+)
 
 SCHEMES = ("ort-u8s8", "trt-s8s8")
 # Ops ONNX Runtime's CPU provider runs as integer kernels (QLinearConv/MatMul/Add/Mul/Concat/
@@ -166,10 +172,7 @@ def save_int8_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> None:
     for n in g.node:
         del n.metadata_props[:]
     del g.value_info[:]
-    # Constants the Q/DQ rewrite left unread (ONNX Runtime warns about each one on load).
-    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-    for t in [t for t in g.initializer if t.name not in used]:
-        g.initializer.remove(t)
+    drop_unused_initializers(g)
     _compact(g)
     atomic_write_bytes(path, model.SerializeToString())
 

@@ -55,6 +55,15 @@ def ignored_scope_for(ov_model: Any, onnx_names: Sequence[str]) -> Any:
     return nncf.IgnoredScope(names=names, types=sorted(types), validate=False)
 
 
+def float_scope(ov_model: Any, fp32_onnx: str | os.PathLike, float_nodes: Sequence[str] = ()) -> Any:
+    """The ignored scope every OpenVINO INT8 path starts from: attention plus ``float_nodes`` (ONNX names)."""
+    import onnx
+    from boq_edge.calibration.graph import attention_nodes
+
+    att = attention_nodes(onnx.load(str(fp32_onnx), load_external_data=False))
+    return ignored_scope_for(ov_model, list(dict.fromkeys([*att, *float_nodes])))
+
+
 def quiet_nncf() -> None:
     """NNCF logs every ignored node at INFO; its progress bars are enough for PTQ."""
     import logging
@@ -84,14 +93,10 @@ def quantize_openvino(
 ) -> tuple[Any, list[str]]:
     """NNCF PTQ of the OpenVINO model read from ``fp32_onnx``; returns (ov.Model, names kept float)."""
     import nncf
-    import onnx
-    from boq_edge.calibration.graph import attention_nodes
 
     quiet_nncf()
     ov_model = read_fp32(fp32_onnx)
-    att = attention_nodes(onnx.load(str(fp32_onnx), load_external_data=False))
-    keep = list(dict.fromkeys([*att, *float_nodes]))
-    scope = ignored_scope_for(ov_model, keep)
+    scope = float_scope(ov_model, fp32_onnx, float_nodes)
     q = nncf.quantize(ov_model, calibration_dataset(calibration),
                       subset_size=subset_size or len(calibration), ignored_scope=scope,
                       advanced_parameters=advanced_parameters())
@@ -129,5 +134,5 @@ def compile_f32(model: Any, threads: int | None = None) -> Any:
     return ov.Core().compile_model(model, "CPU", cfg)
 
 
-__all__ = ["advanced_parameters", "calibration_dataset", "compile_f32", "ignored_scope_for", "quantize_openvino",
-           "quiet_nncf", "read_fp32", "save_openvino"]
+__all__ = ["advanced_parameters", "calibration_dataset", "compile_f32", "float_scope", "ignored_scope_for",
+           "quantize_openvino", "quiet_nncf", "read_fp32", "save_openvino"]

@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable
 
 import onnx
+from boq_edge.calibration.graph import drop_unused_initializers
 from boq_edge.calibration.lint_qdq import QUANTIZED_OPS, LintReport, lint_model
 
 _SHAPE_OPS = ("Reshape", "Transpose", "Unsqueeze", "Squeeze", "Identity")
@@ -127,9 +128,7 @@ def read_float_inputs(model: onnx.ModelProto, is_float: Callable[[onnx.NodeProto
             changed = True
             del g.node[:]
             g.node.extend(keep)
-    used = {i for n in g.node for i in n.input if i}
-    for t in [t for t in g.initializer if t.name not in used]:
-        g.initializer.remove(t)
+    drop_unused_initializers(g)
     if restored:
         _toposort(g)
     return model
@@ -214,10 +213,8 @@ def fold_weight_quantizers(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
     del model.graph.node[:]
     model.graph.node.extend(kept)
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    keep_inits = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend([*keep_inits, *folded])
+    drop_unused_initializers(model.graph)
+    model.graph.initializer.extend(folded)
     return model
 
 

@@ -226,9 +226,7 @@ def quantize_model(
                                                   r1_fp32=report.r1_fp32, base_float=ill, log=say)
                 report.reverted_to_float = res_ac.float_nodes
                 report.notes.extend(res_ac.log)
-                from boq_edge.calibration.graph import attention_nodes
-
-                report.float_ops = attention_nodes(fp32_model) + ill + res_ac.float_nodes
+                report.float_ops = res_ac.excluded  # as quantize_onnx reports it for PTQ
             else:
                 report.float_ops = quantize_onnx(named, staged, data, scheme=scheme, float_nodes=ill)
             embed_fn = ac.ort_session_fn(staged)
