@@ -1,148 +1,20 @@
-"""Fold BoQ's image-independent computation into constants for deployment.
+"""Fold a BoQ model's image-independent computation into constants for deployment.
 
-In every BoQ block, ``norm_q(Q + SelfAttn(Q))`` depends on weights only: the official
-code even notes it can be cached at inference. Folding replaces the queries, the query
-self-attention and ``norm_q`` with one constant, and writes the cross-attention as
-explicit Linear projections + ``scaled_dot_product_attention`` whose query side (the
-constant times the query projection, already split into heads) is folded in too.
-The Transformer encoder is written the same explicit way. Besides removing work, this
-is what makes the model quantizable: NNCF cannot place quantizers on
-``nn.MultiheadAttention`` when queries differ from keys, and an exported graph of plain
-MatMul/Softmax is what TensorRT's explicit-precision rules and OpenVINO's INT8 fusions
-understand. For DINOv2 the interpolated position embedding for the export size is
-folded as well, so no bicubic resize of constants is left in the graph.
+The rewrites themselves are methods of the modules that own the weights (timm
+``fuse()``-style): :meth:`boq_edge.model.boq.BoQ.fold` turns each block's
+``norm_q(Q + SelfAttn(Q))`` into a constant and its attention into explicit ops, and each
+backbone folds itself for one input size (:meth:`DinoV2Backbone.fold` stores the
+interpolated position embedding). This module walks the model once and checks the result.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from boq_edge.model.boq import BoQ, BoQBlock
-from boq_edge.model.dinov2 import PATCH, DinoV2Backbone
 from boq_edge.model.vpr import VPRModel
-
-
-def _split_in_proj(mha: nn.MultiheadAttention) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
-    d = mha.embed_dim
-    w, b = mha.in_proj_weight.detach(), mha.in_proj_bias.detach()
-    out = []
-    for i in range(3):
-        lin = nn.Linear(d, d)
-        lin.weight.data.copy_(w[i * d:(i + 1) * d])
-        lin.bias.data.copy_(b[i * d:(i + 1) * d])
-        out.append(lin)
-    return out[0], out[1], out[2]
-
-
-def _copy_linear(src: nn.Linear) -> nn.Linear:
-    lin = nn.Linear(src.in_features, src.out_features, bias=src.bias is not None)
-    lin.load_state_dict(src.state_dict())
-    return lin
-
-
-class ExplicitEncoderLayer(nn.Module):
-    """``nn.TransformerEncoderLayer`` (post-norm, ReLU, no dropout) as plain ops."""
-
-    def __init__(self, layer: nn.TransformerEncoderLayer) -> None:
-        super().__init__()
-        if layer.norm_first:
-            raise ValueError("only post-norm encoder layers (norm_first=False) are folded")
-        attn = layer.self_attn
-        self.heads = attn.num_heads
-        self.q_proj, self.k_proj, self.v_proj = _split_in_proj(attn)
-        self.out_proj = _copy_linear(attn.out_proj)
-        self.norm1 = copy.deepcopy(layer.norm1)
-        self.linear1 = _copy_linear(layer.linear1)
-        self.linear2 = _copy_linear(layer.linear2)
-        self.norm2 = copy.deepcopy(layer.norm2)
-
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        b, n, d = t.shape
-        return t.reshape(b, n, self.heads, d // self.heads).transpose(1, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        a = F.scaled_dot_product_attention(
-            self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x)))
-        x = self.norm1(x + self.out_proj(a.transpose(1, 2).reshape(b, n, d)))
-        return self.norm2(x + self.linear2(F.relu(self.linear1(x))))
-
-
-class FoldedBoQBlock(nn.Module):
-    """A BoQ block whose queries side is one constant: (1, heads, M, head_dim)."""
-
-    query_const: torch.Tensor
-
-    def __init__(self, block: BoQBlock) -> None:
-        super().__init__()
-        self.encoder = ExplicitEncoderLayer(block.encoder)
-        cross = block.cross_attn
-        self.heads = cross.num_heads
-        q_proj, self.k_proj, self.v_proj = _split_in_proj(cross)
-        with torch.no_grad():
-            q = q_proj(block.learned_queries())  # (1, M, d)
-            m, d = q.shape[1], q.shape[2]
-            q = q.reshape(1, m, self.heads, d // self.heads).transpose(1, 2).contiguous()
-        self.register_buffer("query_const", q)
-        self.out_proj = _copy_linear(cross.out_proj)
-        self.norm_out = copy.deepcopy(block.norm_out)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.encoder(x)
-        b, n, d = x.shape
-        k = self.k_proj(x).reshape(b, n, self.heads, d // self.heads).transpose(1, 2)
-        v = self.v_proj(x).reshape(b, n, self.heads, d // self.heads).transpose(1, 2)
-        q = self.query_const.expand(b, -1, -1, -1)
-        out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(1, 2).reshape(b, -1, d)
-        return x, self.norm_out(self.out_proj(out))
-
-
-class FoldedBoQ(nn.Module):
-    def __init__(self, agg: BoQ) -> None:
-        super().__init__()
-        self.proj_c = copy.deepcopy(agg.proj_c)
-        self.norm_input = copy.deepcopy(agg.norm_input)
-        self.boqs = nn.ModuleList(FoldedBoQBlock(b) for b in agg.boqs if isinstance(b, BoQBlock))
-        self.fc = _copy_linear(agg.fc)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm_input(self.proj_c(x).flatten(2).transpose(1, 2))
-        outs = []
-        for block in self.boqs:
-            x, out = block(x)
-            outs.append(out)
-        out = self.fc(torch.cat(outs, dim=1).transpose(1, 2)).flatten(1)
-        return F.normalize(out, p=2.0, dim=-1)
-
-
-class FoldedDinoV2(nn.Module):
-    """DINOv2 with the position embedding for one input size stored as a constant."""
-
-    pos_const: torch.Tensor
-
-    def __init__(self, bb: DinoV2Backbone, image_size: tuple[int, int]) -> None:
-        super().__init__()
-        h, w = image_size
-        if h % PATCH or w % PATCH:
-            raise ValueError(f"DINOv2 export size {h}x{w} is not a multiple of {PATCH}")
-        self.inner = copy.deepcopy(bb)
-        with torch.no_grad():
-            pos = bb.dino.interpolate_pos_encoding(h // PATCH, w // PATCH).detach().clone()
-        self.register_buffer("pos_const", pos)
-        self.image_size = (h, w)
-        # Unused at inference; dropped so they are not exported or counted.
-        del self.inner.dino.pos_embed, self.inner.dino.mask_token, self.inner.dino.norm
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[-2:]) != self.image_size:
-            raise ValueError(f"this folded model takes {self.image_size} inputs, got {tuple(x.shape[-2:])}")
-        return self.inner(x, self.pos_const)
 
 
 class FoldedVPRModel(nn.Module):
@@ -151,12 +23,8 @@ class FoldedVPRModel(nn.Module):
     def __init__(self, model: VPRModel, image_size: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.config = model.config if image_size is None else model.config.with_image_size(*image_size)
-        bb = model.backbone
-        if isinstance(bb, DinoV2Backbone):
-            self.backbone: nn.Module = FoldedDinoV2(bb, self.config.image_size)
-        else:
-            self.backbone = copy.deepcopy(bb)
-        self.aggregator = FoldedBoQ(model.aggregator)
+        self.backbone: nn.Module = model.backbone.fold(self.config.image_size)
+        self.aggregator = model.aggregator.fold()
         self.requires_grad_(False)
         self.eval()
 

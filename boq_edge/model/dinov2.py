@@ -10,11 +10,16 @@ scale factor), because any other resampling changes the features of a released m
 
 from __future__ import annotations
 
+import copy
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from boq_edge.model.presets import ModelConfig
 
 _VARIANTS = {
     "dinov2_vits14": (384, 12, 6),
@@ -127,6 +132,12 @@ class DinoVisionTransformer(nn.Module):
 class DinoV2Backbone(nn.Module):
     """DINOv2 tokens (CLS dropped) reshaped to a B×C×H/14×W/14 map, as the official wrapper."""
 
+    input_multiple = PATCH  # the input must tile into patches
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> DinoV2Backbone:
+        return cls(config.backbone, config.trainable_stages)
+
     def __init__(self, name: str = "dinov2_vitb14", trainable_blocks: int = 2) -> None:
         super().__init__()
         if name not in _VARIANTS:
@@ -156,3 +167,39 @@ class DinoV2Backbone(nn.Module):
             t = blk(t)
         t = t[:, 1:]
         return t.transpose(1, 2).reshape(b, self.out_channels, h // PATCH, w // PATCH)
+
+    def remap_pretrained(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Hub keys (with or without ``dino.``) → this backbone's; the classification head is dropped."""
+        state = {k.removeprefix("dino."): v for k, v in state.items()}
+        return {f"dino.{k}": v for k, v in state.items() if not k.startswith("head.")}
+
+    def fold(self, image_size: tuple[int, int]) -> FoldedDinoV2:
+        """The deploy backbone for one input size: the interpolated position embedding as a constant."""
+        return FoldedDinoV2(self, image_size)
+
+
+class FoldedDinoV2(nn.Module):
+    """DINOv2 with the position embedding for one input size stored as a constant.
+
+    No bicubic resize of constants is left in the exported graph.
+    """
+
+    pos_const: torch.Tensor
+
+    def __init__(self, bb: DinoV2Backbone, image_size: tuple[int, int]) -> None:
+        super().__init__()
+        h, w = image_size
+        if h % PATCH or w % PATCH:
+            raise ValueError(f"DINOv2 export size {h}x{w} is not a multiple of {PATCH}")
+        self.inner = copy.deepcopy(bb)
+        with torch.no_grad():
+            pos = bb.dino.interpolate_pos_encoding(h // PATCH, w // PATCH).detach().clone()
+        self.register_buffer("pos_const", pos)
+        self.image_size = (h, w)
+        # Unused at inference; dropped so they are not exported or counted.
+        del self.inner.dino.pos_embed, self.inner.dino.mask_token, self.inner.dino.norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != self.image_size:
+            raise ValueError(f"this folded model takes {self.image_size} inputs, got {tuple(x.shape[-2:])}")
+        return self.inner(x, self.pos_const)

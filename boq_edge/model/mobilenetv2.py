@@ -7,10 +7,15 @@ shipped in ``../shared/weights`` use the older flat layout (``features.N.conv.K`
 
 from __future__ import annotations
 
+import copy
 import re
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from boq_edge.model.presets import ModelConfig
 
 # (expand_ratio, channels, repeats, stride) — the MobileNetV2 paper's table.
 _SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
@@ -52,6 +57,12 @@ class MobileNetV2Backbone(nn.Module):
     with their BatchNorm held in eval mode.
     """
 
+    input_multiple = 1
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> MobileNetV2Backbone:
+        return cls(config.backbone_stages, config.trainable_stages)
+
     def __init__(self, num_stages: int = 14, trainable_stages: int = 4) -> None:
         super().__init__()
         if not 2 <= num_stages <= NUM_FEATURES:
@@ -87,6 +98,15 @@ class MobileNetV2Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+    def remap_pretrained(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """torchvision keys in either layout → the stages this backbone keeps."""
+        return {k: v for k, v in remap_flat_mobilenetv2(state).items()
+                if k.startswith("features.") and int(k.split(".")[1]) < self.num_stages}
+
+    def fold(self, image_size: tuple[int, int]) -> MobileNetV2Backbone:
+        """Nothing to fold (BatchNorm folding is the exporter's); a copy, so the source stays untouched."""
+        return copy.deepcopy(self)
 
 
 def remap_flat_mobilenetv2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -11,9 +11,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from boq_edge.model.dinov2 import DinoV2Backbone
+from boq_edge.model.mobilenetv2 import MobileNetV2Backbone
+from boq_edge.model.resnet import ResNetBackbone
 from boq_edge.preprocess import Preprocessing
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenetv2", "dinov2_vits14", "dinov2_vitb14")
+Backbone = ResNetBackbone | MobileNetV2Backbone | DinoV2Backbone
+# Backbone name → its class. A backbone class builds itself from a config (``from_config``), maps
+# pretrained keys to its own (``remap_pretrained``) and folds itself for export (``fold(image_size)``):
+# adding one touches its own file and this table.
+BACKBONES: dict[str, type[Backbone]] = {
+    "resnet18": ResNetBackbone, "resnet34": ResNetBackbone, "resnet50": ResNetBackbone,
+    "resnet101": ResNetBackbone, "mobilenetv2": MobileNetV2Backbone,
+    "dinov2_vits14": DinoV2Backbone, "dinov2_vitb14": DinoV2Backbone,
+}
 
 
 @dataclass(frozen=True)
@@ -41,10 +52,10 @@ class ModelConfig:
                 raise ValueError(f"{k} must be positive, got {getattr(self, k)}")
         if self.proj_channels % 64:
             raise ValueError(f"proj_channels must be a multiple of 64, got {self.proj_channels}")
-        if self.backbone.startswith("dinov2"):
-            h, w = self.image_size
-            if h % 14 or w % 14:
-                raise ValueError(f"DINOv2 input size must be a multiple of 14, got {h}x{w}")
+        m = BACKBONES[self.backbone].input_multiple
+        h, w = self.image_size
+        if h % m or w % m:
+            raise ValueError(f"{self.backbone} input size must be a multiple of {m}, got {h}x{w}")
 
     @property
     def descriptor_dim(self) -> int:

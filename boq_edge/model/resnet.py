@@ -8,8 +8,17 @@ classes below keep torchvision's attribute names so those keys load unchanged.
 
 from __future__ import annotations
 
+import copy
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from boq_edge.model.presets import ModelConfig
+
+# torchvision's top-level ResNet names, in the order the official BoQ wrapper keeps them as ``net.N``.
+_NET_NAMES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -90,6 +99,12 @@ class ResNetBackbone(nn.Module):
     so their running statistics do not drift on small place-recognition batches.
     """
 
+    input_multiple = 1
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> ResNetBackbone:
+        return cls(config.backbone, config.trainable_stages)
+
     def __init__(self, name: str = "resnet50", trainable_stages: int = 1) -> None:
         super().__init__()
         if name not in _LAYOUTS:
@@ -120,3 +135,16 @@ class ResNetBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def remap_pretrained(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """torchvision keys (``conv1.*``, ``layer1.*``…) → ``net.N.*``; ``layer4``/``fc`` are dropped."""
+        mapped = {}
+        for k, v in state.items():
+            head, _, rest = k.partition(".")
+            if head in _NET_NAMES:
+                mapped[f"net.{_NET_NAMES.index(head)}.{rest}"] = v
+        return mapped
+
+    def fold(self, image_size: tuple[int, int]) -> ResNetBackbone:
+        """Nothing to fold (BatchNorm folding is the exporter's); a copy, so the source stays untouched."""
+        return copy.deepcopy(self)

@@ -8,10 +8,7 @@ import torch
 from torch import nn
 
 from boq_edge.model.boq import BoQ
-from boq_edge.model.dinov2 import DinoV2Backbone
-from boq_edge.model.mobilenetv2 import MobileNetV2Backbone, remap_flat_mobilenetv2
-from boq_edge.model.presets import ModelConfig, get_preset
-from boq_edge.model.resnet import ResNetBackbone
+from boq_edge.model.presets import BACKBONES, Backbone, ModelConfig, get_preset
 
 
 class VPRModel(nn.Module):
@@ -32,15 +29,8 @@ class VPRModel(nn.Module):
         return self.aggregator(self.backbone(x), need_attn=True)
 
 
-Backbone = ResNetBackbone | MobileNetV2Backbone | DinoV2Backbone
-
-
 def build_backbone(config: ModelConfig) -> Backbone:
-    if config.backbone.startswith("resnet"):
-        return ResNetBackbone(config.backbone, config.trainable_stages)
-    if config.backbone == "mobilenetv2":
-        return MobileNetV2Backbone(config.backbone_stages, config.trainable_stages)
-    return DinoV2Backbone(config.backbone, config.trainable_stages)
+    return BACKBONES[config.backbone].from_config(config)
 
 
 def load_backbone_weights(model: VPRModel, path: str | Path) -> None:
@@ -53,22 +43,8 @@ def load_backbone_weights(model: VPRModel, path: str | Path) -> None:
     """
     from boq_edge.model.checkpoint import CheckpointError, read_torch_state_dict
 
-    state = read_torch_state_dict(path)
     bb = model.backbone
-    if isinstance(bb, ResNetBackbone):
-        names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"]
-        mapped = {}
-        for k, v in state.items():
-            head, _, rest = k.partition(".")
-            if head in names:
-                mapped[f"net.{names.index(head)}.{rest}"] = v
-        state = mapped
-    elif isinstance(bb, MobileNetV2Backbone):
-        state = {k: v for k, v in remap_flat_mobilenetv2(state).items()
-                 if k.startswith("features.") and int(k.split(".")[1]) < bb.num_stages}
-    else:
-        state = {k.removeprefix("dino."): v for k, v in state.items()}
-        state = {f"dino.{k}": v for k, v in state.items() if not k.startswith("head.")}
+    state = bb.remap_pretrained(read_torch_state_dict(path))
     own = bb.state_dict()
     missing = sorted(set(own) - set(state))
     wrong = sorted(k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape))
