@@ -124,7 +124,7 @@ def test_validator_with_frozen_prefix_cache_matches_full_validation(tiny_data: P
 
     from boq_edge.data import read_benchmark
     from boq_edge.model import build_model, get_preset
-    from boq_edge.train.validate import Validator, split_frozen_prefix, validate
+    from boq_edge.train.epoch_recall import Validator, epoch_recall, split_frozen_prefix
 
     torch.manual_seed(0)
     config = replace(get_preset("mobilenetv2-edge").with_image_size(32, 64), trainable_stages=4)
@@ -133,11 +133,11 @@ def test_validator_with_frozen_prefix_cache_matches_full_validation(tiny_data: P
     prefix, rest = split_frozen_prefix(model)  # type: ignore[misc]
     assert len(prefix) == 10 and len(rest) == 4
     cached = Validator(bench, config.preprocessing, (1, 2, 5), batch_size=5)
-    full = validate(model, bench, config.preprocessing, (1, 2, 5), batch_size=5)
+    full = epoch_recall(model, bench, config.preprocessing, (1, 2, 5), batch_size=5)
     assert cached(model).recalls == full.recalls
     with torch.no_grad():  # a training step changes only the trainable part: the cache stays valid
         for p in rest.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    assert cached(model).recalls == validate(model, bench, config.preprocessing, (1, 2, 5), batch_size=5).recalls
+    assert cached(model).recalls == epoch_recall(model, bench, config.preprocessing, (1, 2, 5), batch_size=5).recalls
     assert cached._usable
     assert split_frozen_prefix(build_model(replace(config, trainable_stages=14))) is None

@@ -1,6 +1,7 @@
-"""Recall@k of the model being trained, with the evaluation stage's own extraction and faiss search.
+"""Recall@k of the model being trained (train-time validation; artifact validation is ``boq_edge.validate``).
 
-Validation must measure exactly what ``boq-edge eval`` will report later, so it reuses
+It uses the evaluation stage's own extraction and faiss search: it must measure exactly
+what ``boq-edge eval`` will report later, so it reuses
 :func:`boq_edge.evaluate.extract_descriptors` (same preprocessing) and
 :func:`boq_edge.evaluate.compute_recall` rather than a private shortcut.
 """
@@ -17,7 +18,7 @@ from boq_edge.evaluate import RecallResult, compute_recall, extract_descriptors,
 from boq_edge.preprocess import Preprocessing
 
 
-def validate(model: torch.nn.Module, benchmark: Benchmark, preprocessing: Preprocessing,
+def epoch_recall(model: torch.nn.Module, benchmark: Benchmark, preprocessing: Preprocessing,
              k_values: Sequence[int] = (1, 5, 10), batch_size: int = 64, num_workers: int = 0,
              device: str = "cpu", progress: bool = False) -> RecallResult:
     """Recall@k (percent) on ``benchmark``; leaves the model in eval mode (the caller resets it)."""
@@ -97,8 +98,8 @@ class Validator:
         if self._usable is None:
             self._usable = split is not None and self._prefix_features(split[0])
         if not self._usable or split is None or self._cache is None:
-            return validate(model, self.benchmark, self.spec, self.k_values, self.batch_size, self.num_workers,
-                            self.device, self.progress)
+            return epoch_recall(model, self.benchmark, self.spec, self.k_values, self.batch_size,
+                                self.num_workers, self.device, self.progress)
         _, rest = split
         model.eval()
         aggregator: torch.nn.Module = model.aggregator  # type: ignore[assignment]
