@@ -29,6 +29,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from boq_edge.calibration import ValidationSpec
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data" / "nordland-64x32"
@@ -36,18 +38,18 @@ TRAIN_FRAMES, EVAL_FRAMES = ":25000", "25000:"
 
 
 def variants(qat_epochs: int, max_r1_drop: float | None, val_frames: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(name, target, int8 options without the calibration) — FP32 first."""
-    out: list[tuple[str, str, dict[str, Any]]] = [("onnx-fp32", "onnx", {})]
+    """(name, target, Int8Options fields without the calibration; None for FP32) — FP32 first."""
+    out: list[tuple[str, str, dict[str, Any] | None]] = [("onnx-fp32", "onnx", None)]
     for target in ("openvino", "onnx", "tensorrt"):
-        out.append((f"{target}-int8-ptq", target, {"int8": {}}))
+        out.append((f"{target}-int8-ptq", target, {}))
     if qat_epochs > 0:  # the onnx row runs QAT's signed Q/DQ (the TensorRT file) in ONNX Runtime as its own bundle
         for target in ("openvino", "onnx", "tensorrt"):
-            out.append((f"{target}-int8-qat", target, {"int8": {"qat_epochs": qat_epochs}}))
+            out.append((f"{target}-int8-qat", target, {"qat_epochs": qat_epochs}))
     if max_r1_drop is not None:
-        val = {"path": DATA, "format": "aligned", "frames": val_frames}
+        val = ValidationSpec(DATA, "aligned", {"frames": val_frames})
         for target in ("openvino", "onnx", "tensorrt"):
-            out.append((f"{target}-int8-ac", target, {"int8": {"max_r1_drop": max_r1_drop, "validation": val}}))
-    return out
+            out.append((f"{target}-int8-ac", target, {"max_r1_drop": max_r1_drop, "validation": val}))
+    return out  # type: ignore[return-value]
 
 
 def model_bytes(bundle: Path) -> int:
@@ -106,8 +108,14 @@ def to_markdown(res: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    from boq_edge.calibration import FewCalibrationImagesWarning, build_calibration_set, save_calibration_set
+    from boq_edge.calibration import (
+        FewCalibrationImagesWarning,
+        Int8Options,
+        build_calibration_set,
+        save_calibration_set,
+    )
     from boq_edge.export.api import export_model
+    from boq_edge.export.options import ExportOptions
 
     from boq_edge.bench import system_info
     from boq_edge.data import read_benchmark
@@ -142,17 +150,17 @@ def main() -> None:
 
     bundles, export_s, failed = [], {}, {}
     budget = args.max_r1_drop if args.max_r1_drop >= 0 else None
-    for name, target, kw in variants(args.qat_epochs, budget, args.val_frames):
+    for name, target, int8 in variants(args.qat_epochs, budget, args.val_frames):
         out = args.work / name
-        if "int8" in kw:
-            kw = {"int8": {"calibration": calib, **kw["int8"], "log": lambda m: print("  " + m, flush=True)}}
+        options = ExportOptions(target) if int8 is None else ExportOptions(
+            target, "int8", int8=Int8Options(calibration=calib, **int8, log=lambda m: print("  " + m, flush=True)))
         if args.reuse and (out / "manifest.json").is_file():
             export_s[name] = float("nan")
             bundles.append(out)
             continue
         t0 = time.perf_counter()
         try:
-            export_model(args.checkpoint, target, out, overwrite=True, **kw)
+            export_model(args.checkpoint, out, options, overwrite=True)
         except (RuntimeError, ValueError) as e:  # a missed budget or a refused model is a result, not a crash
             failed[name] = f"{type(e).__name__}: {e}"
             print(f"{name} failed: {failed[name]}", flush=True)

@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,25 +95,36 @@ def hand_baselines(model: Any, size: tuple[int, int], threads: int, batch: int, 
     return rows
 
 
-def boq_edge_bundles(source: Any, tmp: Path, size: tuple[int, int], int8_options: Callable[[str], Any] | None
-                     ) -> list[tuple[str, Path]]:
-    from boq_edge.export.api import export_model
-    from boq_edge.export.tensorrt_export import tensorrt_status
+def boq_edge_bundles(source: Any, tmp: Path, size: tuple[int, int], calibration: Any | None
+                     ) -> list[tuple[str, Path, str | None]]:
+    """(label, bundle, backend to time it with — None: the target's own) for every boq-edge variant.
 
-    variants: list[tuple[str, str, dict[str, Any]]] = [
-        ("boq-edge ONNX FP32", "onnx", {}), ("boq-edge ONNX FP16", "onnx", {"fp16": True}),
-        ("boq-edge OpenVINO FP32", "openvino", {}), ("boq-edge OpenVINO FP16", "openvino", {"fp16": True}),
+    INT8 bundles are PTQ with each target's default placement, over ``calibration`` (None: no INT8 rows).
+    """
+    from boq_edge.calibration import Int8Options
+    from boq_edge.export.api import export_model
+    from boq_edge.export.options import ExportOptions
+    from boq_edge.export.targets.tensorrt import tensorrt_status
+
+    def opts(target: str, precision: str = "fp32") -> ExportOptions:
+        int8 = Int8Options(calibration=calibration) if precision == "int8" else None
+        return ExportOptions(target, precision, int8=int8, image_size=size, batch_range=(1, 1, 8))
+
+    variants: list[tuple[str, ExportOptions, str | None]] = [
+        ("boq-edge ONNX FP32", opts("onnx"), None), ("boq-edge ONNX FP16", opts("onnx", "fp16"), None),
+        ("boq-edge OpenVINO FP32", opts("openvino"), None), ("boq-edge OpenVINO FP16", opts("openvino", "fp16"), None),
     ]
-    if int8_options is not None:
-        variants += [("boq-edge OpenVINO INT8", "openvino", {"int8": int8_options("openvino")}),
-                     ("boq-edge ONNX Runtime INT8", "onnx", {"int8": int8_options("onnx")}),
-                     (TRT_ENGINE_LABEL if tensorrt_status()[0] else TRT_ORT_LABEL, "tensorrt",
-                      {"int8": int8_options("tensorrt")})]
+    if calibration is not None:
+        engine = tensorrt_status()[0]  # without TensorRT the same Q/DQ ONNX is timed by ONNX Runtime
+        variants += [("boq-edge OpenVINO INT8", opts("openvino", "int8"), None),
+                     ("boq-edge ONNX Runtime INT8", opts("onnx", "int8"), None),
+                     (TRT_ENGINE_LABEL if engine else TRT_ORT_LABEL, opts("tensorrt", "int8"),
+                      None if engine else "onnxruntime")]
     out = []
-    for label, target, kw in variants:
+    for label, options, backend in variants:
         d = tmp / label.replace(" ", "_").replace("(", "").replace(")", "")
-        export_model(source, target, d, image_size=size, batch_range=(1, 1, 8), **kw)
-        out.append((label, d))
+        export_model(source, d, options)
+        out.append((label, d, backend))
     return out
 
 
@@ -146,6 +156,7 @@ def main() -> None:
     import sys
 
     import torch
+    from boq_edge.calibration import calibration_set_from_paths
 
     from boq_edge.bench import bench_bundle, system_info
     from boq_edge.model import build_model, get_preset, load_checkpoint
@@ -178,22 +189,12 @@ def main() -> None:
     calib_paths = _calibration_images(args.calib)
     calib = preprocess_batch(calib_paths, config.preprocessing.with_size(*size))
 
-    int8_options = None
-    if not args.no_int8:
-        try:
-            from boq_edge.calibration import benchmark_int8_options  # type: ignore[attr-defined]
-
-            int8_options = benchmark_int8_options(calib_paths)
-        except (ImportError, AttributeError):
-            print("INT8 stage not available: INT8 bundles are skipped", file=sys.stderr)
+    calibration = None if args.no_int8 else calibration_set_from_paths(calib_paths)
 
     with tempfile.TemporaryDirectory(prefix="boq-bench-") as t:
         tmp = Path(t)
         rows = hand_baselines(model.eval(), size, args.threads, args.batch, args.warmup, args.iters, calib, tmp)
-        for label, bundle in boq_edge_bundles(source, tmp, size, int8_options):
-            backend = None
-            if label == TRT_ORT_LABEL:  # no TensorRT here: the same Q/DQ ONNX, timed by ONNX Runtime
-                backend = "onnxruntime"
+        for label, bundle, backend in boq_edge_bundles(source, tmp, size, calibration):
             r = bench_bundle(bundle, backend=backend, batch=args.batch, threads=args.threads, warmup=args.warmup,
                              iters=args.iters)
             files = json.loads((bundle / "manifest.json").read_text()).get("files", {})

@@ -79,9 +79,10 @@ def train_step(cfg: QuickstartConfig, log: Log) -> Path:
 
 
 def export_step(cfg: QuickstartConfig, ckpt: Path, log: Log) -> list[Path]:
-    from boq_edge.calibration import build_calibration_set, save_calibration_set
+    from boq_edge.calibration import Int8Options, build_calibration_set, save_calibration_set
     from boq_edge.data import read_benchmark
     from boq_edge.export.api import export_model
+    from boq_edge.export.options import ExportOptions
 
     bundles = []
     calib_file = cfg.out / "calibration.json"
@@ -96,9 +97,10 @@ def export_step(cfg: QuickstartConfig, ckpt: Path, log: Log) -> list[Path]:
                                               options={"frames": TRAIN_FRAMES}, exclude=[eval_split])
                 save_calibration_set(calib, calib_file)
                 log(f"calibration set: {cfg.calibration_images} training-split images → {calib_file}")
-            int8 = {"calibration": calib_file}
+            int8 = Int8Options(calibration=calib_file)
         t0 = time.perf_counter()
-        bundles.append(export_model(ckpt, target, out, fp16=precision == "fp16", int8=int8, overwrite=True))
+        options = ExportOptions(target=target, precision=precision, int8=int8)
+        bundles.append(export_model(ckpt, out, options, overwrite=True))
         log(f"exported {spec} in {time.perf_counter() - t0:.1f} s → {out}")
     return bundles
 

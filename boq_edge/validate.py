@@ -21,8 +21,8 @@ import numpy as np
 from boq_edge import __version__
 from boq_edge.bench import system_info, time_callable
 from boq_edge.data.benchmark import Benchmark
-from boq_edge.evaluate.cache import atomic_write_text
 from boq_edge.evaluate.run import EvalReport, evaluate_benchmark
+from boq_edge.fileio import atomic_write_text
 from boq_edge.preprocess import Preprocessing
 
 K_VALUES = (1, 5, 10)
@@ -40,6 +40,34 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _recall(rep: EvalReport) -> dict[str, float]:
     return {str(k): round(float(v), 3) for k, v in rep.recall.recalls.items()}
+
+
+def _compare(bundle: str | os.PathLike, rt: Any, art_rep: EvalReport, art_lat: dict[str, float],
+             ref_rep: EvalReport, ref_lat: dict[str, float]) -> dict[str, Any]:
+    """One artifact's report row: its recall and latency beside the reference's, cosine, top-1 agreement."""
+    cos = np.concatenate([
+        _cosine(art_rep.queries.descriptors, ref_rep.queries.descriptors),
+        _cosine(art_rep.database.descriptors, ref_rep.database.descriptors)])
+    top1 = float(np.mean(art_rep.predictions[:, 0] == ref_rep.predictions[:, 0]) * 100)
+    ref_r, art_r = _recall(ref_rep), _recall(art_rep)
+    info = rt.info()
+    pre = rt.preprocessing
+    return {
+        "name": info.get("name") or Path(bundle).name,
+        "bundle": str(bundle),
+        "runtime": info,
+        "precision": info.get("precision"),
+        "input_size": [pre.height, pre.width],
+        "recall": art_r,
+        "reference_recall": ref_r,
+        "recall_drop_pp": {k: round(ref_r[k] - art_r[k], 3) for k in art_r},
+        "cosine": {"mean": float(cos.mean()), "min": float(cos.min())},
+        "top1_agreement": round(top1, 3),
+        "latency_ms": art_lat,
+        "reference_latency_ms": ref_lat,
+        "speedup": round(ref_lat["p50"] / art_lat["p50"], 3) if art_lat["p50"] > 0 else None,
+        "images_per_second": round(art_rep.images_per_second, 2),
+    }
 
 
 def reference_device(requested: str = "auto") -> str:
@@ -74,8 +102,11 @@ def validate(
     import torch
 
     from boq_edge.evaluate.extract import torch_embed_fn
+    from boq_edge.export.targets import get_target
     from boq_edge.model import load_checkpoint
     from boq_edge.runtime import load_runtime, read_manifest
+
+    stand_in = {get_target(t).name: b for t, b in (backends or {}).items()}  # aliases (trt=…) accepted
 
     model, config, meta = load_checkpoint(reference)
     dev = reference_device(device)
@@ -88,38 +119,14 @@ def validate(
     artifacts = []
     for b in bundles:
         target = read_manifest(b, verify=False).target
-        rt = load_runtime(b, backend=(backends or {}).get(target), threads=threads)
+        rt = load_runtime(b, backend=stand_in.get(target), threads=threads)
         pre: Preprocessing = rt.preprocessing
         key = json.dumps(pre.to_dict(), sort_keys=True)
         if key not in ref_cache:  # the reference at this artifact's input: computed once per preprocessing
             rep = evaluate_benchmark(ref_embed, benchmark, pre, **common)  # type: ignore[arg-type]
-            lat = _latency(ref_embed, pre, latency_iters, warmup)
-            ref_cache[key] = (rep, lat)
-        ref_rep, ref_lat = ref_cache[key]
+            ref_cache[key] = (rep, _latency(ref_embed, pre, latency_iters, warmup))
         art_rep = evaluate_benchmark(rt, benchmark, pre, **common)  # type: ignore[arg-type]
-        art_lat = _latency(rt, pre, latency_iters, warmup)
-        cos = np.concatenate([
-            _cosine(art_rep.queries.descriptors, ref_rep.queries.descriptors),
-            _cosine(art_rep.database.descriptors, ref_rep.database.descriptors)])
-        top1 = float(np.mean(art_rep.predictions[:, 0] == ref_rep.predictions[:, 0]) * 100)
-        ref_r, art_r = _recall(ref_rep), _recall(art_rep)
-        info = rt.info()
-        artifacts.append({
-            "name": info.get("name") or Path(b).name,
-            "bundle": str(b),
-            "runtime": info,
-            "precision": info.get("precision"),
-            "input_size": [pre.height, pre.width],
-            "recall": art_r,
-            "reference_recall": ref_r,
-            "recall_drop_pp": {k: round(ref_r[k] - art_r[k], 3) for k in art_r},
-            "cosine": {"mean": float(cos.mean()), "min": float(cos.min())},
-            "top1_agreement": round(top1, 3),
-            "latency_ms": art_lat,
-            "reference_latency_ms": ref_lat,
-            "speedup": round(ref_lat["p50"] / art_lat["p50"], 3) if art_lat["p50"] > 0 else None,
-            "images_per_second": round(art_rep.images_per_second, 2),
-        })
+        artifacts.append(_compare(b, rt, art_rep, _latency(rt, pre, latency_iters, warmup), *ref_cache[key]))
     return {
         "boq_edge_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

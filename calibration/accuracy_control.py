@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from boq_edge.calibration.options import Scheme
 
 EmbedFn = Callable[[np.ndarray], np.ndarray]
 
@@ -190,7 +191,7 @@ def accuracy_control_onnx(
     split: ValidationSplit,
     max_r1_drop: float,
     *,
-    scheme: str,
+    scheme: Scheme,
     r1_fp32: float,
     base_float: Sequence[str] = (),
     ranking_images: int = 32,

@@ -11,91 +11,42 @@ Pure ``onnx``; no runtime.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import onnx
+from boq_edge.export.onnx_graph import GraphIndex
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 _SCALING = ("Mul", "Div", "Add", "Sub", "Where", "Cast", "Identity", "Reshape", "Transpose", "Neg")
 _PASS = ("Cast", "Identity", "Dropout", "Reshape", "Transpose")
 
 
-def _maps(model: onnx.ModelProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
-    producer: dict[str, onnx.NodeProto] = {}
-    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for n in model.graph.node:
-        for o in n.output:
-            producer[o] = n
-        for i in n.input:
-            if i:
-                consumers[i].append(n)
-    return producer, consumers
-
-
-def _const_names(model: onnx.ModelProto) -> set[str]:
-    names = {t.name for t in model.graph.initializer}
-    names |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
-    return names
-
-
 def attention_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the attention MatMuls and Softmax nodes (to keep in float)."""
-    producer, consumers = _maps(model)
+    g = GraphIndex(model)
     found: list[str] = []
-    for sm in (n for n in model.graph.node if n.op_type == "Softmax"):
+    for sm in (n for n in g.nodes if n.op_type == "Softmax"):
         found.append(sm.name)
         # Backwards: scores = MatMul(q, k^T) [* scale] [+ mask]
-        stack, seen = [sm.input[0]], set()
-        while stack:
-            t = stack.pop()
-            if t in seen:
-                continue
-            seen.add(t)
-            p = producer.get(t)
-            if p is None:
-                continue
-            if p.op_type == "MatMul":
-                found.append(p.name)
-            elif p.op_type in _SCALING:
-                stack.extend(i for i in p.input if i)
+        found += [m.name for m in g.upstream([sm.input[0]], through=lambda n: n.op_type in _SCALING,
+                                             stop=lambda n: n.op_type == "MatMul")]
         # Forwards: out = MatMul(probs, v)
-        stack = [sm.output[0]]
-        seen = set()
+        stack, seen = [sm.output[0]], set()
         while stack:
             t = stack.pop()
             if t in seen:
                 continue
             seen.add(t)
-            for c in consumers.get(t, []):
+            for c in g.consumers.get(t, []):
                 if c.op_type == "MatMul":
                     found.append(c.name)
                 elif c.op_type in _PASS:
                     stack.extend(c.output)
-    out, seen_names = [], set()
-    for name in found:
-        if name not in seen_names:
-            seen_names.add(name)
-            out.append(name)
-    return out
+    return list(dict.fromkeys(found))
 
 
 def weighted_nodes(model: onnx.ModelProto) -> list[str]:
     """Conv/Gemm/MatMul nodes with a constant weight input, in graph order."""
-    consts = _const_names(model)
-    producer, _ = _maps(model)
-
-    def is_const(t: str) -> bool:
-        for _ in range(6):
-            if t in consts:
-                return True
-            p = producer.get(t)
-            if p is None or p.op_type not in ("Transpose", "Reshape", "Identity", "Cast", "Unsqueeze"):
-                return False
-            t = p.input[0]
-        return False
-
-    return [n.name for n in model.graph.node
-            if n.op_type in WEIGHTED_OPS and any(is_const(i) for i in n.input[:2] if i)]
+    g = GraphIndex(model)
+    return [n.name for n in g.nodes if n.op_type in WEIGHTED_OPS and any(g.is_const(i) for i in n.input[:2] if i)]
 
 
 def large_weight_nodes(model: onnx.ModelProto, threshold: float = 32.0) -> list[str]:
@@ -106,22 +57,7 @@ def large_weight_nodes(model: onnx.ModelProto, threshold: float = 32.0) -> list[
     cancel. Such a node multiplies the rounding error of its input by its weights. The same
     threshold (32) decides which nodes the FP16 export keeps in FP32, for the same reason.
     """
-    from onnx import numpy_helper
-
-    inits = {t.name: t for t in model.graph.initializer}
-    out = []
-    for n in model.graph.node:
-        if n.op_type not in WEIGHTED_OPS:
-            continue
-        for i in n.input[1:]:
-            t = inits.get(i)
-            if t is None or t.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
-                continue
-            arr = numpy_helper.to_array(t)
-            if arr.size and float(abs(arr).max()) > threshold:
-                out.append(n.name)
-                break
-    return out
+    return GraphIndex(model).large_constant_nodes(threshold, WEIGHTED_OPS)
 
 
 def ill_conditioned_nodes(model: onnx.ModelProto, threshold: float = 32.0) -> list[str]:
@@ -140,25 +76,12 @@ def ill_conditioned_nodes(model: onnx.ModelProto, threshold: float = 32.0) -> li
     large = large_weight_nodes(model, threshold)
     if not large:
         return []
-    producer, _ = _maps(model)
-    consts = _const_names(model)
-    by_name = {n.name: n for n in model.graph.node}
+    g = GraphIndex(model)
     keep = set(large)
-    for name in large:
-        stack, seen = [by_name[name].input[0]], set[str]()
-        while stack:  # upstream through activations/adds/reshapes to the nearest weighted nodes
-            t = stack.pop()
-            if t in seen or t in consts or len(seen) > 64:
-                continue
-            seen.add(t)
-            p = producer.get(t)
-            if p is None:
-                continue
-            if p.op_type in WEIGHTED_OPS:
-                keep.add(p.name)
-            else:
-                stack.extend(i for i in p.input if i)
-    return [n.name for n in model.graph.node if n.name in keep]
+    for name in large:  # upstream through activations/adds/reshapes to the nearest weighted nodes
+        keep.update(p.name for p in g.upstream([g.by_name[name].input[0]], through=lambda n: True,
+                                               stop=lambda n: n.op_type in WEIGHTED_OPS, limit=64))
+    return [n.name for n in g.nodes if n.name in keep]
 
 
 def with_activations(model: onnx.ModelProto, names: list[str] | tuple[str, ...]) -> list[str]:
@@ -170,44 +93,17 @@ def with_activations(model: onnx.ModelProto, names: list[str] | tuple[str, ...])
     and one scale for all channels erased the rest (Recall@1 26 → 19). Keeping the
     activation with its node puts the Q after the clip instead.
     """
-    _, consumers = _maps(model)
-    by_name = {n.name: n for n in model.graph.node}
+    g = GraphIndex(model)
     out = list(names)
     for name in names:
-        node = by_name.get(name)
+        node = g.by_name.get(name)
         if node is None:
             continue
-        for c in consumers.get(node.output[0], []):
+        for c in g.consumers.get(node.output[0], []):
             if c.op_type in ("Clip", "Relu", "LeakyRelu", "HardSigmoid", "Sigmoid") and c.name not in out:
                 out.append(c.name)
     return out
 
 
-def drop_unused_initializers(g: onnx.GraphProto) -> None:
-    """Remove initializers no node (and no graph output) reads, in place, order kept.
-
-    Q/DQ rewrites orphan scales and float weights; ONNX Runtime warns about each one on
-    load and they cost file size.
-    """
-    used = {i for n in g.node for i in n.input if i} | {o.name for o in g.output}
-    keep = [t for t in g.initializer if t.name in used]
-    if len(keep) != len(g.initializer):
-        del g.initializer[:]
-        g.initializer.extend(keep)
-
-
-def ensure_node_names(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Give unnamed nodes stable names, so exclusion lists and manifests can name them."""
-    used = {n.name for n in model.graph.node if n.name}
-    for i, n in enumerate(model.graph.node):
-        if not n.name:
-            name = f"{n.op_type}_{i}"
-            while name in used:
-                name += "_"
-            n.name = name
-            used.add(name)
-    return model
-
-
-__all__ = ["WEIGHTED_OPS", "attention_nodes", "drop_unused_initializers", "ensure_node_names",
-           "ill_conditioned_nodes", "large_weight_nodes", "weighted_nodes", "with_activations"]
+__all__ = ["WEIGHTED_OPS", "attention_nodes", "ill_conditioned_nodes", "large_weight_nodes", "weighted_nodes",
+           "with_activations"]

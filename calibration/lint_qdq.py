@@ -26,13 +26,14 @@ nodes hidden in functions are checked too.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
+from boq_edge.export.onnx_graph import MAX_HOPS, GraphIndex
+from onnx import TensorProto
 
 RULES = ("int8", "zero-point", "weight-axis", "activation", "coverage", "float-op")
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -66,64 +67,8 @@ class LintReport:
         return not self.violations and self.num_dequantize > 0
 
 
-def _node_name(n: onnx.NodeProto, i: int) -> str:
-    return n.name or f"{n.op_type}#{i}"
-
-
-class _Graph:
-    """Producer/consumer maps and constant lookup over one (inlined) graph."""
-
-    def __init__(self, model: onnx.ModelProto) -> None:
-        g = model.graph
-        self.nodes = list(g.node)
-        self.names = {id(n): _node_name(n, i) for i, n in enumerate(self.nodes)}
-        # TensorProtos, converted to arrays only when read (scales, zero-points): weights may
-        # live in external data that is not loaded.
-        self.tensors: dict[str, TensorProto] = {t.name: t for t in g.initializer}
-        self.producer: dict[str, onnx.NodeProto] = {}
-        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-        for n in self.nodes:
-            if n.op_type == "Constant":
-                for a in n.attribute:
-                    if a.name == "value" and n.output:
-                        self.tensors[n.output[0]] = a.t
-            for o in n.output:
-                self.producer[o] = n
-            for i in n.input:
-                if i:
-                    self.consumers[i].append(n)
-
-    def array(self, name: str) -> np.ndarray | None:
-        t = self.tensors.get(name)
-        return None if t is None else numpy_helper.to_array(t)
-
-    def shape(self, name: str) -> tuple[int, ...] | None:
-        t = self.tensors.get(name)
-        return None if t is None else tuple(int(d) for d in t.dims)
-
-    def dtype(self, name: str) -> int:
-        t = self.tensors.get(name)
-        return 0 if t is None else int(t.data_type)
-
-    def name(self, n: onnx.NodeProto) -> str:
-        return self.names[id(n)]
-
-    def is_const(self, tensor: str) -> bool:
-        """A tensor that does not depend on the graph inputs (initializer/Constant, maybe reshaped)."""
-        seen: set[str] = set()
-        stack = [tensor]
-        while stack:
-            t = stack.pop()
-            if t in self.tensors or t in seen:
-                continue
-            seen.add(t)
-            p = self.producer.get(t)
-            if p is None or p.op_type in ("QuantizeLinear",):
-                return False
-            if p.op_type not in ("Identity", "Reshape", "Transpose", "Unsqueeze", "Squeeze", "Cast", "Constant"):
-                return False
-            stack.extend(i for i in p.input if i)
-        return True
+class _Graph(GraphIndex):
+    """The graph index plus the two Q/DQ questions only the linter asks."""
 
     def weight_source(self, n: onnx.NodeProto) -> str | None:
         """The constant a Q or DQ node quantizes, or None for an activation.
@@ -148,7 +93,7 @@ class _Graph:
         output channels are axis 0 at the DQ. None when a reshape makes the mapping unclear.
         """
         t = tensor
-        for _ in range(8):
+        for _ in range(MAX_HOPS):
             p = self.producer.get(t)
             if p is None or p.op_type == "DequantizeLinear":
                 return axis
@@ -164,17 +109,7 @@ class _Graph:
 
     def dq_source(self, tensor: str) -> onnx.NodeProto | None:
         """The DequantizeLinear a tensor comes from, looking through shape-only ops."""
-        t = tensor
-        for _ in range(8):
-            p = self.producer.get(t)
-            if p is None:
-                return None
-            if p.op_type == "DequantizeLinear":
-                return p
-            if p.op_type not in ("Reshape", "Transpose", "Unsqueeze", "Squeeze", "Identity"):
-                return None
-            t = p.input[0]
-        return None
+        return self.source(tensor, "DequantizeLinear")
 
 
 def _attr(n: onnx.NodeProto, name: str, default: int) -> int:
@@ -227,83 +162,76 @@ def lint_model(model: onnx.ModelProto) -> LintReport:
 
     qs = [n for n in g.nodes if n.op_type == "QuantizeLinear"]
     dqs = [n for n in g.nodes if n.op_type == "DequantizeLinear"]
-
     for n in qs + dqs:
-        dtype = _qdq_int_type(g, n)
-        if dtype != TensorProto.INT8:
-            kind = TensorProto.DataType.Name(dtype) if dtype else "unknown"
-            what = "weights" if g.weight_source(n) is not None else "activations"
-            add(n, "int8", f"{what} quantized to {kind.lower()}, TensorRT explicit INT8 needs signed int8")
-        zp = g.array(n.input[2]) if len(n.input) > 2 and n.input[2] else None
-        if zp is not None and np.any(zp != 0):
-            add(n, "zero-point", f"zero-point {np.unique(zp)[:4].tolist()} is not 0 (asymmetric)")
-        scale = g.array(n.input[1])
-        if scale is not None and g.weight_source(n) is None and scale.size != 1:
-            add(n, "activation", f"activation scale has {scale.size} values; activations must be per-tensor")
-        if n.op_type == "QuantizeLinear":
-            for c in g.consumers.get(n.output[0], []):
-                if c.op_type != "DequantizeLinear":
-                    add(n, "float-op", f"QuantizeLinear feeds {c.op_type} {g.name(c)!r}, not a DequantizeLinear")
-        else:
-            for c in g.consumers.get(n.output[0], []):
-                if c.op_type not in QUANTIZED_OPS and not _feeds_only_quantized(g, c):
-                    add(n, "float-op", f"DequantizeLinear feeds {c.op_type} {g.name(c)!r}, which must stay in float")
-
+        _check_qdq_node(g, n, add)
     quantized, floating = [], []
     for n in g.nodes:
         if n.op_type not in QUANTIZED_OPS:
             continue
-        data_inputs = list(n.input[:2])
-        srcs = [g.dq_source(t) for t in data_inputs]
-        consts = [g.is_const(t) and g.dq_source(t) is None for t in data_inputs]
+        srcs = [g.dq_source(t) for t in n.input[:2]]
         if all(s is not None for s in srcs):
             quantized.append(g.name(n))
+            _check_weight_axes(g, n, add)
         elif all(s is None for s in srcs):
             floating.append(g.name(n))  # left in float on purpose: attention, or accuracy control
-            continue
         else:
-            missing = [t for t, s in zip(data_inputs, srcs, strict=True) if s is None]
-            kind = "weight" if any(consts) else "input"
+            missing = [t for t, s in zip(n.input[:2], srcs, strict=True) if s is None]
+            kind = "weight" if any(g.is_const(t) and s is None for t, s in zip(n.input[:2], srcs, strict=True)) \
+                else "input"
             add(n, "coverage", f"{kind} {', '.join(repr(m) for m in missing)} has no DequantizeLinear: "
                 f"a Conv/MatMul/Gemm is INT8 on all data inputs or float on all")
-            continue
-        # Weight granularity: constant-side DQ must be per-channel on the output-channel axis.
-        for idx, (t_in, s) in enumerate(zip(data_inputs, srcs, strict=True)):
-            weight = None if s is None else g.weight_source(s)
-            if s is None or weight is None:
-                continue
-            wshape = g.shape(weight)
-            scale = g.array(s.input[1])
-            if wshape is None or scale is None:
-                continue
-            rank = len(wshape)
-            if n.op_type == "MatMul" and idx == 0:
-                expect = rank - 2  # constant on the left: rows are the output channels
-            else:
-                expect = _weight_axis(n, rank)
-            mapped = g.axis_at_dq(t_in, expect)
-            if mapped is None:
-                continue
-            expect = mapped
-            channels = wshape[expect] if rank else 1
-            if scale.size == 1 and channels > 1:
-                add(s, "weight-axis", f"weight {weight!r} of {g.name(n)!r} is quantized per-tensor; "
-                    f"needs per-channel scales on axis {expect} ({channels} channels)")
-                continue
-            axis = _attr(s, "axis", 1)
-            axis = axis + rank if axis < 0 else axis
-            if scale.size != 1 and (axis != expect or scale.size != channels):
-                add(s, "weight-axis", f"weight {weight!r} of {g.name(n)!r} has per-channel scales on axis "
-                    f"{axis} ({scale.size} values); the output-channel axis is {expect} ({channels} channels)")
     return LintReport(out, len(qs), len(dqs), quantized, floating)
 
 
-def _feeds_only_quantized(g: _Graph, n: onnx.NodeProto, depth: int = 0) -> bool:
-    """Shape-only ops between a DQ and its Conv/MatMul (e.g. a Transpose of a weight) are allowed."""
-    if n.op_type not in ("Reshape", "Transpose", "Unsqueeze", "Squeeze", "Identity") or depth > 4:
-        return False
-    cons = [c for o in n.output for c in g.consumers.get(o, [])]
-    return bool(cons) and all(c.op_type in QUANTIZED_OPS or _feeds_only_quantized(g, c, depth + 1) for c in cons)
+Add = Callable[[onnx.NodeProto, str, str], None]
+
+
+def _check_qdq_node(g: _Graph, n: onnx.NodeProto, add: Add) -> None:
+    """Rules ``int8``, ``zero-point``, ``activation`` and ``float-op`` for one Q or DQ node."""
+    dtype = _qdq_int_type(g, n)
+    if dtype != TensorProto.INT8:
+        kind = TensorProto.DataType.Name(dtype) if dtype else "unknown"
+        what = "weights" if g.weight_source(n) is not None else "activations"
+        add(n, "int8", f"{what} quantized to {kind.lower()}, TensorRT explicit INT8 needs signed int8")
+    zp = g.array(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+    if zp is not None and np.any(zp != 0):
+        add(n, "zero-point", f"zero-point {np.unique(zp)[:4].tolist()} is not 0 (asymmetric)")
+    scale = g.array(n.input[1])
+    if scale is not None and g.weight_source(n) is None and scale.size != 1:
+        add(n, "activation", f"activation scale has {scale.size} values; activations must be per-tensor")
+    for c in g.consumers.get(n.output[0], []):
+        if n.op_type == "QuantizeLinear" and c.op_type != "DequantizeLinear":
+            add(n, "float-op", f"QuantizeLinear feeds {c.op_type} {g.name(c)!r}, not a DequantizeLinear")
+        elif n.op_type == "DequantizeLinear" and not g.only_through_shape_ops(c, lambda m: m.op_type in QUANTIZED_OPS):
+            add(n, "float-op", f"DequantizeLinear feeds {c.op_type} {g.name(c)!r}, which must stay in float")
+
+
+def _check_weight_axes(g: _Graph, n: onnx.NodeProto, add: Add) -> None:
+    """Rule ``weight-axis``: a quantized node's constant-side DQ is per-channel on the output-channel axis."""
+    for idx, t_in in enumerate(n.input[:2]):
+        s = g.dq_source(t_in)
+        weight = None if s is None else g.weight_source(s)
+        if s is None or weight is None:
+            continue
+        wshape = g.shape(weight)
+        scale = g.array(s.input[1])
+        if wshape is None or scale is None:
+            continue
+        rank = len(wshape)
+        # A constant on the left of a MatMul has its output channels as rows.
+        expect = g.axis_at_dq(t_in, rank - 2 if n.op_type == "MatMul" and idx == 0 else _weight_axis(n, rank))
+        if expect is None:
+            continue
+        channels = wshape[expect] if rank else 1
+        if scale.size == 1 and channels > 1:
+            add(s, "weight-axis", f"weight {weight!r} of {g.name(n)!r} is quantized per-tensor; "
+                f"needs per-channel scales on axis {expect} ({channels} channels)")
+            continue
+        axis = _attr(s, "axis", 1)
+        axis = axis + rank if axis < 0 else axis
+        if scale.size != 1 and (axis != expect or scale.size != channels):
+            add(s, "weight-axis", f"weight {weight!r} of {g.name(n)!r} has per-channel scales on axis "
+                f"{axis} ({scale.size} values); the output-channel axis is {expect} ({channels} channels)")
 
 
 def lint_file(path: str | os.PathLike) -> LintReport:

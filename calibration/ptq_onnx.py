@@ -2,21 +2,21 @@
 
 Two schemes share this code:
 
-``ort-u8s8`` (target ``onnx``): uint8 activations, int8 per-channel weights, ONNX Runtime's
-own Q/DQ placement (Conv/MatMul outputs, Add, Clip... as its CPU kernels fuse them).
+:attr:`Scheme.ORT_U8S7` (target ``onnx``): uint8 activations, int8 per-channel weights,
+ONNX Runtime's own Q/DQ placement (Conv/MatMul outputs, Add, Clip... as its CPU kernels fuse them).
 This is the fast CPU path: u8s8 maps onto VNNI/AVX2 integer kernels, while s8s8 Q/DQ on
 the CPU provider runs *slower* than FP32 (263 ms vs ~85 ms on resnet50-16384, measured
 here). The attention MatMuls and Softmax stay in float: their probabilities (~1/N each)
 fall below one INT8 step, and quantizing them drops descriptor cosine to ~0.5.
 
-Weights of ``ort-u8s8`` use 7 bits (``reduce_range``): on x86 CPUs without VNNI the u8×s8
+Its weights use 7 bits (``reduce_range``): on x86 CPUs without VNNI the u8×s8
 kernels saturate their 16-bit intermediates with full-range weights — measured here on an
 AVX2-only CPU, descriptor cosine to FP32 0.08 with 8-bit weights vs 0.55 with 7-bit, the
 latter equal to the exact (unfused) Q/DQ arithmetic. A bundle does not know its device's
 CPU, so it is made to be correct on all of them.
 
-``trt-s8s8`` (target ``tensorrt``): see :mod:`boq_edge.calibration.qdq_tensorrt`; the same
-quantizer with signed symmetric activations and Q/DQ only on Conv/MatMul/Gemm inputs.
+:attr:`Scheme.TRT_S8S8` (target ``tensorrt``): see :mod:`boq_edge.calibration.qdq_tensorrt`;
+the same quantizer with signed symmetric activations and Q/DQ only on Conv/MatMul/Gemm inputs.
 
 Calibration statistics are collected once per scheme and cached in a file, so the
 accuracy-control search (:mod:`boq_edge.calibration.accuracy_control`), which re-quantizes
@@ -34,15 +34,11 @@ from typing import Any
 
 import numpy as np
 import onnx
-from boq_edge.calibration.graph import (
-    attention_nodes,
-    drop_unused_initializers,
-    ensure_node_names,
-    weighted_nodes,
-    with_activations,
-)
+from boq_edge.calibration.graph import attention_nodes, weighted_nodes, with_activations
+from boq_edge.calibration.options import Scheme
+from boq_edge.export.onnx_graph import cleanup, ensure_node_names
 
-SCHEMES = ("ort-u8s8", "trt-s8s8")
+SCHEMES = (Scheme.ORT_U8S7, Scheme.TRT_S8S8)  # the schemes ONNX Runtime's quantizer writes here
 # Ops ONNX Runtime's CPU provider runs as integer kernels (QLinearConv/MatMul/Add/Mul/Concat/
 # pooling) or passes through (shape ops; Clip/Relu fold into the preceding Q range).
 # LayerNormalization, Softmax and the L2 normalisation are not listed: there is no integer
@@ -76,19 +72,19 @@ def _reader(model: onnx.ModelProto, data: np.ndarray, batch: int = 8) -> Any:
     return _Arrays()
 
 
-def scheme_options(scheme: str) -> dict[str, Any]:
+def scheme_options(scheme: Scheme) -> dict[str, Any]:
     """``quantize_static`` keyword arguments of a scheme."""
     from onnxruntime.quantization import QuantFormat, QuantType
 
-    if scheme == "ort-u8s8":
+    if scheme is Scheme.ORT_U8S7:
         return dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     per_channel=True, reduce_range=True, op_types_to_quantize=list(ORT_CPU_INT8_OPS),
                     extra_options={"WeightSymmetric": True})
-    if scheme == "trt-s8s8":
+    if scheme is Scheme.TRT_S8S8:
         return dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     per_channel=True, op_types_to_quantize=["Conv", "MatMul", "Gemm"],
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
-    raise ValueError(f"unknown ONNX INT8 scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
+    raise ValueError(f"ONNX Runtime's quantizer does not write scheme {scheme}; it writes {', '.join(SCHEMES)}")
 
 
 def prepare_fp32(fp32_onnx: str | os.PathLike, work_dir: str | os.PathLike) -> Path:
@@ -105,7 +101,7 @@ def quantize_onnx(
     out_path: str | os.PathLike,
     calibration: np.ndarray,
     *,
-    scheme: str = "ort-u8s8",
+    scheme: Scheme = Scheme.ORT_U8S7,
     float_nodes: Sequence[str] = (),
     keep_attention_float: bool = True,
     cache_path: str | os.PathLike | None = None,
@@ -124,7 +120,7 @@ def quantize_onnx(
     opts = scheme_options(scheme)
     excluded = list(attention_nodes(model)) if keep_attention_float else []
     extra = list(float_nodes)
-    if scheme == "ort-u8s8":
+    if scheme is Scheme.ORT_U8S7:
         extra = with_activations(model, extra)
     excluded += [n for n in extra if n not in excluded]
     cache = Path(cache_path) if cache_path is not None else None
@@ -146,7 +142,7 @@ def quantize_onnx(
         q = onnx.load(str(tmp_out))
         from boq_edge.calibration.qdq_tensorrt import enforce_tensorrt_placement, read_float_inputs
 
-        if scheme == "trt-s8s8":
+        if scheme is Scheme.TRT_S8S8:
             q = enforce_tensorrt_placement(q, model)
         else:  # nodes left in float must not read dequantized tensors (see read_float_inputs)
             fl = set(excluded)
@@ -168,11 +164,11 @@ def save_int8_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> None:
     """
     from boq_edge.fileio import atomic_write_bytes
 
+    cleanup(model)
     g = model.graph
     for n in g.node:
         del n.metadata_props[:]
     del g.value_info[:]
-    drop_unused_initializers(g)
     _compact(g)
     atomic_write_bytes(path, model.SerializeToString())
 
@@ -215,15 +211,15 @@ def _compact(g: onnx.GraphProto) -> None:
             n.output[k] = short(name)
 
 
-def candidate_nodes(fp32_onnx: str | os.PathLike, scheme: str = "trt-s8s8") -> list[str]:
+def candidate_nodes(fp32_onnx: str | os.PathLike, scheme: Scheme = Scheme.TRT_S8S8) -> list[str]:
     """Quantized nodes the accuracy control may send back to float, in graph order.
 
-    For ``trt-s8s8`` those are the weight-bearing Conv/MatMul/Gemm; ONNX Runtime's
-    ``ort-u8s8`` placement also quantizes Add/Mul/Concat/pooling, which can cost as much.
+    For the TensorRT scheme those are the weight-bearing Conv/MatMul/Gemm; ONNX Runtime's
+    u8s7 placement also quantizes Add/Mul/Concat/pooling, which can cost as much.
     """
     model = onnx.load(str(fp32_onnx), load_external_data=False)
     att = set(attention_nodes(model))
-    if scheme == "trt-s8s8":
+    if scheme is Scheme.TRT_S8S8:
         return [n for n in weighted_nodes(model) if n not in att]
     compute = {"Conv", "MatMul", "Gemm", "Add", "Mul", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool"}
     weighted = set(weighted_nodes(model))

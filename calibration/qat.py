@@ -38,6 +38,10 @@ from typing import Any
 
 import numpy as np
 
+# The QAT student is exported by the TorchScript exporter: NNCF's Q/DQ export mode hooks into it.
+QAT_OPSET = 17
+QAT_EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript) of the NNCF QAT student"
+
 
 @dataclass
 class QATResult:
@@ -273,9 +277,9 @@ def export_qdq_onnx(student: Any, example: np.ndarray, path: str | os.PathLike, 
 
     import onnx
     import torch
-    from boq_edge.calibration.graph import ensure_node_names
     from boq_edge.calibration.ptq_onnx import save_int8_onnx
     from boq_edge.calibration.qdq_tensorrt import enforce_tensorrt_placement, fold_weight_quantizers
+    from boq_edge.export.onnx_graph import ensure_node_names
     from nncf.torch.quantization.layers import QuantizerExportMode
 
     qs = _quantizers(student)
@@ -285,7 +289,7 @@ def export_qdq_onnx(student: Any, example: np.ndarray, path: str | os.PathLike, 
         with tempfile.TemporaryDirectory(prefix="boq-qat-") as tmp, torch.no_grad():
             tmp_path = Path(tmp) / "qat.onnx"
             torch.onnx.export(student, (torch.from_numpy(example[:1]),), str(tmp_path), dynamo=False,
-                              opset_version=17, input_names=[input_name], output_names=[output_name],
+                              opset_version=QAT_OPSET, input_names=[input_name], output_names=[output_name],
                               dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}})
             model = onnx.load(str(tmp_path))
     finally:
@@ -297,5 +301,6 @@ def export_qdq_onnx(student: Any, example: np.ndarray, path: str | os.PathLike, 
     return model
 
 
-__all__ = ["QATResult", "distill", "export_qdq_onnx", "flush_subnormals", "nncf_names_for_onnx_nodes",
+__all__ = ["QAT_EXPORTER", "QAT_OPSET", "QATResult", "distill", "export_qdq_onnx", "flush_subnormals",
+           "nncf_names_for_onnx_nodes",
            "quantization_aware_tune", "quantize_torch"]

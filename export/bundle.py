@@ -17,6 +17,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -49,18 +50,85 @@ def toolchain_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
     return out
 
 
+@dataclass
+class OnnxRecord:
+    """The ONNX graph a bundle's model comes from: who wrote it, at which opset (read from the file)."""
+
+    exporter: str
+    opset: int
+    dynamic_batch: bool = True
+    fp16: dict[str, Any] | None = None  # what the FP16 conversion kept in FP32
+
+    @classmethod
+    def of_file(cls, path: str | os.PathLike, exporter: str, **extra: Any) -> OnnxRecord:
+        """The record of an ONNX file as written: its default-domain opset is read back, never assumed."""
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        return cls(exporter=exporter, opset=opset, **extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["fp16"] is None:
+            del d["fp16"]
+        return d
+
+
+@dataclass
+class ManifestDraft:
+    """The manifest being built: the export stage fills the model's facts, then each stage its own part.
+
+    The emitter records the artifacts it wrote and the ONNX exporter and opset it used; the
+    quantizer records its :class:`~boq_edge.calibration.QuantizationReport`; a target may
+    add a section of its own (``openvino``, ``tensorrt``). :func:`write_bundle` adds the
+    file hashes and serialises it.
+    """
+
+    target: str
+    precision: str
+    preset: str
+    model_config: dict[str, Any]
+    descriptor_dim: int
+    input: dict[str, Any]
+    output: dict[str, Any]
+    batch: dict[str, int]
+    preprocessing: dict[str, Any]
+    source: dict[str, Any]
+    folding: dict[str, Any]
+    artifacts: dict[str, str] = field(default_factory=dict)
+    onnx: OnnxRecord | None = None
+    quantization: dict[str, Any] | None = None
+    inference_precision: str | None = None
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # target-owned, top-level in the file
+    toolchain: dict[str, str | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("sections", "onnx")}
+        d["onnx"] = self.onnx.to_dict() if self.onnx is not None else None
+        clash = set(self.sections) & set(d)
+        if clash:
+            raise BundleError(f"target sections {sorted(clash)} would overwrite manifest fields")
+        return {**d, **self.sections}
+
+
+def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuse an existing ``out_dir`` unless ``overwrite`` (before any work, so none is wasted)."""
+    out = Path(out_dir).absolute()
+    if out.exists() and not overwrite:
+        raise BundleError(f"{out} already exists; replace it with --force (Python: overwrite=True)")
+    if out.exists() and not out.is_dir():
+        raise BundleError(f"{out} exists and is not a directory")
+    return out
+
+
 @contextlib.contextmanager
 def staging_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """A temporary sibling of ``out_dir`` to build a bundle in; removed if anything fails.
 
-    Call :func:`write_bundle` inside the block to publish it. Refuses an existing
-    ``out_dir`` up front unless ``overwrite``, so no work is wasted.
+    Call :func:`write_bundle` inside the block to publish it.
     """
-    out = Path(out_dir).absolute()
-    if out.exists() and not overwrite:
-        raise BundleError(f"{out} already exists; pass overwrite=True (CLI: --force) to replace it")
-    if out.exists() and not out.is_dir():
-        raise BundleError(f"{out} exists and is not a directory")
+    out = check_output_dir(out_dir, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     os.chmod(stage, default_mode(directory=True))
@@ -87,16 +155,13 @@ def _publish(stage: Path, out: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def write_bundle(stage: str | os.PathLike, out_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:
-    """Hash every staged file, write ``manifest.json`` and move the bundle to ``out_dir``.
-
-    ``manifest`` holds everything but ``files`` (computed here) and the schema fields.
-    """
+def write_bundle(stage: str | os.PathLike, out_dir: str | os.PathLike, manifest: ManifestDraft) -> Path:
+    """Hash every staged file, write ``manifest.json`` and move the bundle to ``out_dir``."""
     stage, out = Path(stage), Path(out_dir).absolute()
     for p in stage.rglob("*"):
         if p.is_file() and p.name.endswith(".tmp"):
             raise BundleError(f"left-over temp file in staged bundle: {p.name}")
-    fields = dict(manifest)
+    fields = manifest.to_dict()
     fields.setdefault("created_utc", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     fields["files"] = hash_files(stage)
     write_manifest(stage, fields)
@@ -128,6 +193,7 @@ def update_bundle(bundle_dir: str | os.PathLike, new_files: dict[str, bytes],
 
 
 __all__ = [
-    "MANIFEST_NAME", "SCHEMA_VERSION", "BundleError", "Manifest", "read_manifest", "staging_dir",
-    "toolchain_versions", "update_bundle", "write_bundle",
+    "MANIFEST_NAME", "SCHEMA_VERSION", "BundleError", "Manifest", "ManifestDraft", "OnnxRecord", "check_output_dir",
+    "read_manifest",
+    "staging_dir", "toolchain_versions", "update_bundle", "write_bundle",
 ]

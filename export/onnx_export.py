@@ -26,12 +26,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from boq_edge.export.onnx_graph import GraphIndex
+
+DYNAMO_EXPORTER = "torch.onnx.export(dynamo=True)"
+MIN_OPSET = 18
 INPUT_NAME = "images"
 OUTPUT_NAME = "descriptors"
 ONNX_FILE = "model.onnx"
-MIN_OPSET = 18
 FP16_KEEP_OPS = ("LayerNormalization", "Softmax", "ReduceL2")
 _PROTOBUF_LIMIT = 1_800_000_000  # bytes of weights above which the graph uses external data
 
@@ -113,97 +117,29 @@ def check_onnx(path: str | os.PathLike, min_opset: int = MIN_OPSET) -> None:
             raise ExportError(f"{path.name}: {v.name} has a fixed batch size; expected a dynamic batch axis")
 
 
-def _normalize_tail(graph: Any) -> list[str]:
+def _normalize_tail(g: GraphIndex) -> list[str]:
     """Names of the nodes between ReduceL2 and the graph output (the L2-normalise tail)."""
-    producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    # descendants of every ReduceL2
-    down: set[str] = set()
-    stack = [n for n in graph.node if n.op_type == "ReduceL2"]
-    while stack:
-        n = stack.pop()
-        for o in n.output:
-            for c in consumers.get(o, []):
-                if c.name not in down:
-                    down.add(c.name)
-                    stack.append(c)
-    # ancestors of the outputs
-    up: set[str] = set()
-    todo = [producers[o.name] for o in graph.output if o.name in producers]
-    while todo:
-        n = todo.pop()
-        if n.name in up:
-            continue
-        up.add(n.name)
-        todo.extend(producers[i] for i in n.input if i in producers)
-    return sorted(down & up)
-
-
-def _large_constant_nodes(model: Any, threshold: float) -> list[str]:
-    """Nodes fed by a float initializer/Constant whose largest |value| exceeds ``threshold``."""
-    import numpy as np
-    from onnx import numpy_helper
-
-    big: set[str] = set()
-    for init in model.graph.initializer:
-        if init.data_type == 1:  # FLOAT
-            a = numpy_helper.to_array(init)
-            if a.size and float(np.abs(a).max()) > threshold:
-                big.add(init.name)
-    for n in model.graph.node:
-        if n.op_type == "Constant":
-            for attr in n.attribute:
-                if attr.name == "value" and attr.t.data_type == 1:
-                    a = numpy_helper.to_array(attr.t)
-                    if a.size and float(np.abs(a).max()) > threshold:
-                        big.update(n.output)
-    return sorted(n.name for n in model.graph.node if n.op_type != "Constant" and big.intersection(n.input))
-
-
-def _toposort(graph: Any) -> None:
-    """Reorder nodes topologically in place (the FP16 converter appends its I/O casts at the end)."""
-    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        ready = [n for n in pending if all(i in available for i in n.input)]
-        if not ready:
-            raise ExportError("FP16 graph has a cycle or a dangling input; cannot order its nodes")
-        ids = {id(n) for n in ready}
-        pending = [n for n in pending if id(n) not in ids]
-        for n in ready:
-            ordered.append(n)
-            available.update(n.output)
-    copies = [type(n)() for n in ordered]
-    for c, n in zip(copies, ordered, strict=True):
-        c.CopyFrom(n)
-    del graph.node[:]
-    graph.node.extend(copies)
+    down = g.downstream(n for n in g.nodes if n.op_type == "ReduceL2")
+    return sorted(down & g.ancestors(g.outputs))
 
 
 def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, keep_ops: Sequence[str] = FP16_KEEP_OPS,
                  keep_const_above: float = 32.0) -> dict[str, Any]:
     """FP32 ONNX → mixed-precision FP16 ONNX with FP32 I/O; returns what stayed in FP32."""
     onnx = _require_onnx()
+    from boq_edge.export.onnx_graph import GraphIndex, ensure_node_names, toposort
+
     try:
         from onnxruntime.transformers.float16 import convert_float_to_float16
     except ImportError as e:
         raise ExportError("FP16 conversion needs onnxruntime: install boq-edge[onnx]") from e
-    model = onnx.load(str(src))
-    taken = {n.name for n in model.graph.node}
-    for i, n in enumerate(model.graph.node):  # the converter's node block list works by name
-        if not n.name:
-            n.name = f"boq_{n.op_type}_{i}"
-            while n.name in taken:
-                n.name += "_"
-            taken.add(n.name)
-    tail = _normalize_tail(model.graph)
-    large = _large_constant_nodes(model, keep_const_above)
+    model = ensure_node_names(onnx.load(str(src)))  # the converter's node block list works by name
+    g = GraphIndex(model)
+    tail = _normalize_tail(g)
+    large = sorted(g.large_constant_nodes(keep_const_above))
     converted = convert_float_to_float16(
         model, keep_io_types=True, op_block_list=list(keep_ops), node_block_list=tail + large)
-    _toposort(converted.graph)
+    toposort(converted)  # the converter appends its I/O casts at the end
     del converted.graph.value_info[:]  # stale float32 annotations; shape inference rebuilds them
     onnx.save(converted, str(dst))
     check_onnx(dst)

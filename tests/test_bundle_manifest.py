@@ -12,11 +12,12 @@ from typer.testing import CliRunner
 
 pytest.importorskip("onnxruntime")
 
-from boq_edge.export import api  # noqa: E402
+from boq_edge.export import api, onnx_export  # noqa: E402
 from boq_edge.export.bundle import BundleError, read_manifest  # noqa: E402
+from boq_edge.export.options import ExportOptions  # noqa: E402
 
 from boq_edge.cli import _load_commands, app  # noqa: E402
-from boq_edge.model import file_sha256  # noqa: E402
+from boq_edge.fileio import file_sha256  # noqa: E402
 from boq_edge.runtime import load_runtime  # noqa: E402
 from boq_edge.runtime.manifest import load_manifest_dict, write_manifest  # noqa: E402
 
@@ -31,7 +32,8 @@ def ckpt(tiny_checkpoint: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def bundle(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return api.export_model(ckpt, "onnx", tmp_path_factory.mktemp("b") / "tiny-onnx", batch_range=(1, 2, 4))
+    return api.export_model(ckpt, tmp_path_factory.mktemp("b") / "tiny-onnx",
+                            ExportOptions("onnx", batch_range=(1, 2, 4)))
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:
@@ -99,15 +101,15 @@ def test_export_is_atomic(ckpt: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     def boom(*args, **kwargs):
         raise RuntimeError("emitter failed")
 
-    monkeypatch.setattr(api, "emit_onnx", boom)
+    monkeypatch.setattr(onnx_export, "emit_onnx", boom)
     with pytest.raises(RuntimeError, match="emitter failed"):
-        api.export_model(ckpt, "onnx", out)
+        api.export_model(ckpt, out, ExportOptions("onnx"))
     assert list(tmp_path.iterdir()) == [], "a failed export left files behind"
 
 
 def test_existing_bundle_needs_overwrite(bundle: Path) -> None:
     with pytest.raises(BundleError, match="already exists"):
-        api.export_model(bundle.parent / "nothing-needed.boq", "onnx", bundle)
+        api.export_model(bundle.parent / "nothing-needed.boq", bundle, ExportOptions("onnx"))
 
 
 def test_runtime_splits_and_pads_to_the_batch_range(bundle: Path, tmp_path: Path) -> None:

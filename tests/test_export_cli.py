@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 pytest.importorskip("onnxruntime")
 
 from boq_edge.export import api  # noqa: E402
-from boq_edge.export.api import ExportError, parse_batch_range, resolve_target  # noqa: E402
-from boq_edge.export.tensorrt_export import tensorrt_status  # noqa: E402
+from boq_edge.export.options import ExportOptions, ExportOptionsError, parse_batch_range  # noqa: E402
+from boq_edge.export.targets import ExportError, get_target  # noqa: E402
+from boq_edge.export.targets.tensorrt import tensorrt_status  # noqa: E402
 
 from boq_edge.cli import _load_commands, app  # noqa: E402
 from boq_edge.runtime import read_manifest  # noqa: E402
@@ -29,14 +30,14 @@ def ckpt(tiny_checkpoint: Path) -> Path:
 def test_target_aliases_and_batch_ranges() -> None:
     for typed, target in [("trt", "tensorrt"), ("engine", "tensorrt"), ("ov", "openvino"), ("ONNX", "onnx"),
                           ("ort", "onnx"), ("openvino", "openvino")]:
-        assert resolve_target(typed) == target
+        assert get_target(typed).name == target == ExportOptions(typed).target
     with pytest.raises(ExportError, match="unknown target 'tflite'"):
-        resolve_target("tflite")
+        get_target("tflite")
     assert parse_batch_range("1") == (1, 1, 1)
     assert parse_batch_range("1:4:8") == (1, 4, 8)
     assert parse_batch_range("2:16") == (2, 2, 16)
     for bad in ("0", "8:4:1", "a:b", "1:2:3:4"):
-        with pytest.raises(ExportError):
+        with pytest.raises(ExportOptionsError):
             parse_batch_range(bad)
 
 
@@ -61,31 +62,28 @@ def test_refused_combinations(ckpt: Path, tmp_path: Path, args: list[str], messa
     assert not out.exists()
 
 
-def test_int8_without_calibration_stage_is_refused(ckpt: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api, "int8_hook", lambda: None)
-    calib = tmp_path / "calib.json"
-    calib.write_text("{}")
-    r = runner.invoke(app, ["export", str(ckpt), "--target", "trt", "--int8", "--calib", str(calib),
-                            "-o", str(tmp_path / "b")])
-    assert r.exit_code == 2 and "INT8 export is not available yet" in r.output
+def test_export_options_check_their_own_rules() -> None:
+    """The rules live in the options types, so the Python API refuses what the CLI refuses."""
+    from boq_edge.calibration import Int8Options, Int8OptionsError
+    from boq_edge.export.targets.openvino import OpenVINOOptions
 
-
-def test_int8_hook_is_called(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The seam the INT8 stage plugs into: it writes the artifacts, the export stage writes the manifest."""
-    seen = {}
-
-    def fake_quantize(folded, *, target, fp32_onnx, stage, options, batch_range):
-        seen.update(target=target, options=options, batch_range=batch_range)
-        (stage / "model.onnx").write_bytes(Path(fp32_onnx).read_bytes())
-        return {"artifacts": {"onnx": "model.onnx"},
-                "quantization": {"method": "fake", "calibration_manifest_sha256": "0" * 64}}
-
-    monkeypatch.setattr(api, "int8_hook", lambda: fake_quantize)
-    out = api.export_model(ckpt, "onnx", tmp_path / "b", int8={"calibration": None}, batch_range=(1, 1, 2))
-    m = read_manifest(out)
-    assert m.precision == "int8" and m.quantization == {"method": "fake", "calibration_manifest_sha256": "0" * 64}
-    assert seen == {"target": "onnx", "options": {"calibration": None}, "batch_range": (1, 1, 2)}
+    with pytest.raises(ExportOptionsError, match="needs Int8Options"):
+        ExportOptions("onnx", "int8")
+    with pytest.raises(ExportOptionsError, match="only with --int8"):
+        ExportOptions("onnx", "fp16", int8=Int8Options(calibration="c.json"))
+    with pytest.raises(ExportOptionsError, match="--inference-precision apply to --target openvino only"):
+        ExportOptions("trt", target_options=OpenVINOOptions())
+    with pytest.raises(ExportOptionsError, match="opset 17"):
+        ExportOptions("onnx", opset=17)
+    with pytest.raises(ExportOptionsError, match="unknown precision"):
+        ExportOptions("onnx", "int4")
+    with pytest.raises(Int8OptionsError, match="calibration set"):
+        Int8Options(calibration=None)
+    with pytest.raises(Int8OptionsError, match="needs --val-data"):
+        Int8Options(calibration="c.json", max_r1_drop=0.5)
+    with pytest.raises(Int8OptionsError, match=">= 0"):
+        Int8Options(calibration="c.json", qat_epochs=-1)
+    assert ExportOptions("ov", "int8", int8=Int8Options(calibration="c.json", qat_epochs=2)).int8.method == "qat"
 
 
 @pytest.mark.skipif(tensorrt_status()[0], reason="TensorRT and a GPU are present: the engine is built instead")
@@ -96,7 +94,7 @@ def test_tensorrt_without_tensorrt_writes_ready_bundle(ckpt: Path, tmp_path: Pat
     assert f"boq-edge build-engine {out}" in r.output.replace("\n", "")
     m = read_manifest(out)
     assert m.target == "tensorrt" and set(m.files) == {"model.onnx"} and m.batch_range == (1, 2, 4)
-    assert m.raw["tensorrt"]["engine"] == "pending"
+    assert m.section("tensorrt")["engine"] == "pending"
     r = runner.invoke(app, ["build-engine", str(out)])
     assert r.exit_code == 2
     assert "boq-edge[tensorrt]" in r.output or "no CUDA GPU" in r.output, r.output
@@ -117,7 +115,7 @@ def test_tensorrt_without_tensorrt_writes_ready_bundle(ckpt: Path, tmp_path: Pat
 
 
 def test_build_engine_refuses_non_tensorrt_bundle(ckpt: Path, tmp_path: Path) -> None:
-    out = api.export_model(ckpt, "onnx", tmp_path / "onnx", batch_range=(1, 1, 1))
+    out = api.export_model(ckpt, tmp_path / "onnx", ExportOptions("onnx", batch_range=(1, 1, 1)))
     r = runner.invoke(app, ["build-engine", str(out)])
     assert r.exit_code == 2
     assert "not tensorrt" in r.output or "boq-edge[tensorrt]" in r.output, r.output

@@ -17,7 +17,7 @@ pytest.importorskip("openvino")
 
 from boq_edge.export.fold import fold  # noqa: E402
 from boq_edge.export.onnx_export import convert_fp16, export_fp32_onnx  # noqa: E402
-from boq_edge.export.openvino_export import emit_openvino  # noqa: E402
+from boq_edge.export.targets.openvino import emit_openvino  # noqa: E402
 
 from boq_edge.model import build_model, get_preset  # noqa: E402
 from boq_edge.preprocess import preprocess_batch  # noqa: E402

@@ -13,6 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from boq_edge.export.api import export_model  # noqa: E402
 from boq_edge.export.onnx_export import check_onnx  # noqa: E402
+from boq_edge.export.options import ExportOptions  # noqa: E402
 
 from boq_edge.model import build_model  # noqa: E402
 from boq_edge.preprocess import preprocess_batch  # noqa: E402
@@ -42,8 +43,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, mobilenet_weights: Path, nor
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()
     tmp = tmp_path_factory.mktemp("onnx")
-    fp32 = export_model(model, "onnx", tmp / "fp32")
-    fp16 = export_model(model, "onnxruntime", tmp / "fp16", fp16=True)
+    fp32 = export_model(model, tmp / "fp32", ExportOptions("onnx"))
+    fp16 = export_model(model, tmp / "fp16", ExportOptions("onnxruntime", "fp16"))
     return files, x, ref, fp32, fp16
 
 
@@ -69,7 +70,7 @@ def test_graph_contract(setup) -> None:
     assert [i.name for i in model.graph.input] == ["images"]
     assert [o.name for o in model.graph.output] == ["descriptors"]
     m = read_manifest(fp32)
-    assert m.precision == "fp32" and m.target == "onnx" and m.raw["folding"]["applied"] is True
+    assert m.precision == "fp32" and m.target == "onnx" and m.folding["applied"] is True
 
 
 def test_fp16_parity_and_fp32_islands(setup) -> None:
@@ -85,5 +86,5 @@ def test_fp16_parity_and_fp32_islands(setup) -> None:
     kept = [n for n in model.graph.node if n.op_type in ("LayerNormalization", "Softmax", "ReduceL2")]
     assert kept and all(types[n.input[0]] == f32 and types[n.output[0]] == f32 for n in kept)
     assert types["images"] == f32 and types["descriptors"] == f32
-    report = read_manifest(fp16).raw["onnx"]["fp16"]
+    report = read_manifest(fp16).onnx["fp16"]
     assert report["kept_fp32_normalize_tail"] and report["kept_fp32_large_constant_nodes"]

@@ -12,6 +12,7 @@ pytest.importorskip("openvino")
 pytest.importorskip("onnx")
 
 from boq_edge.export.api import export_model  # noqa: E402
+from boq_edge.export.options import ExportOptions  # noqa: E402
 
 from boq_edge.model import build_model  # noqa: E402
 from boq_edge.preprocess import preprocess_batch  # noqa: E402
@@ -35,7 +36,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, mobilenet_weights: Path, nor
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()
     tmp = tmp_path_factory.mktemp("ov")
-    return x, ref, export_model(model, "ov", tmp / "fp32"), export_model(model, "openvino", tmp / "fp16", fp16=True)
+    return (x, ref, export_model(model, tmp / "fp32", ExportOptions("ov")),
+            export_model(model, tmp / "fp16", ExportOptions("openvino", "fp16")))
 
 
 @pytest.mark.parametrize("variant,threshold", [("fp32", 0.99999), ("fp16", 0.999)])

@@ -15,8 +15,9 @@ import torch
 
 pytest.importorskip("onnx")
 
-from boq_edge.export import tensorrt_export  # noqa: E402
 from boq_edge.export.api import export_model  # noqa: E402
+from boq_edge.export.options import ExportOptions  # noqa: E402
+from boq_edge.export.targets import tensorrt as tensorrt_export  # noqa: E402
 
 from boq_edge.model import build_model, get_preset  # noqa: E402
 from boq_edge.preprocess import preprocess_batch  # noqa: E402
@@ -38,8 +39,9 @@ def tiny_model():
 
 @pytest.fixture(scope="module")
 def pending(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_model(tiny_model, "tensorrt", tmp_path_factory.mktemp("trt") / "b", batch_range=(1, 2, 4),
-                        build_engine=False)
+    options = ExportOptions("tensorrt", batch_range=(1, 2, 4),
+                            target_options=tensorrt_export.TensorRTOptions(build_engine=False))
+    return export_model(tiny_model, tmp_path_factory.mktemp("trt") / "b", options)
 
 
 def _fake_tensorrt(plan: bytes = b"PLAN-BYTES") -> types.SimpleNamespace:
@@ -78,8 +80,8 @@ def _fake_tensorrt(plan: bytes = b"PLAN-BYTES") -> types.SimpleNamespace:
 
 def test_pending_bundle_says_what_to_run(pending: Path) -> None:
     m = read_manifest(pending)
-    assert m.target == "tensorrt" and m.raw["tensorrt"]["engine"] == "pending"
-    assert m.raw["tensorrt"]["build_command"] == "boq-edge build-engine b"
+    assert m.target == "tensorrt" and m.section("tensorrt")["engine"] == "pending"
+    assert m.section("tensorrt")["build_command"] == "boq-edge build-engine b"
     with pytest.raises(BundleError, match="boq-edge build-engine"):
         load_runtime(pending)
 
@@ -95,8 +97,8 @@ def test_build_and_run_against_stub(pending: Path, tmp_path: Path, monkeypatch: 
     m = tensorrt_export.build_engine_for_bundle(bundle, opts)
     assert (bundle / "model.engine").read_bytes() == b"PLAN-BYTES"  # the plan as is: no header
     assert (bundle / "timing.cache").read_bytes() == b"CACHE" == (tmp_path / "shared.cache").read_bytes()
-    assert m.raw["tensorrt"]["engine"] == "built" and m.raw["tensorrt"]["gpu"] == "Fake GPU"
-    assert m.raw["toolchain"]["tensorrt"] == "10.9.0"
+    assert m.section("tensorrt")["engine"] == "built" and m.section("tensorrt")["gpu"] == "Fake GPU"
+    assert m.toolchain["tensorrt"] == "10.9.0"
     assert set(m.files) == {"model.onnx", "model.engine", "timing.cache"}
     trt.builder.create_network.assert_called_once_with(1 << 1)  # STRONGLY_TYPED on TensorRT 10
     trt.config.set_memory_pool_limit.assert_called_once_with("WS", 1 << 30)
@@ -136,9 +138,10 @@ def test_real_engine_parity(tmp_path: Path, mobilenet_weights: Path, nordland_di
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()
     for fp16, threshold in ((False, 0.99999), (True, 0.999)):
-        bundle = export_model(model, "trt", tmp_path / f"b{int(fp16)}", fp16=fp16, batch_range=(1, 4, 8))
+        options = ExportOptions("trt", "fp16" if fp16 else "fp32", batch_range=(1, 4, 8))
+        bundle = export_model(model, tmp_path / f"b{int(fp16)}", options)
         m = read_manifest(bundle)
-        assert m.raw["tensorrt"]["engine"] == "built"
+        assert m.section("tensorrt")["engine"] == "built"
         out = load_runtime(bundle)(x)
         assert float((out * ref).sum(1).min()) >= threshold
         import tensorrt as trt

@@ -1,6 +1,6 @@
 """INT8 bundles of the MobileNetV2 preset (64×128) on real Nordland images, for every target.
 
-Each bundle is made through the export stage's hook (``export_model(..., int8=...)``),
+Each bundle is made through the export stage (``export_model`` with ``Int8Options``),
 then run by the bundle runtimes; descriptors must stay close to the FP32 torch model.
 The model is the ImageNet backbone with a random BoQ head: the floors are set for that
 (measured with the ill-conditioned first layers in float: cosine 0.995 OpenVINO, 0.993
@@ -58,10 +58,13 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _export(setup: dict, target: str, name: str = "ptq", **int8: object) -> Path:
+    from boq_edge.calibration import Int8Options
     from boq_edge.export.api import export_model
+    from boq_edge.export.options import ExportOptions
 
     out = setup["tmp"] / f"{target}-{name}"
-    export_model(setup["model"], target, out, int8={"calibration": setup["calib"], **int8}, overwrite=True)
+    options = ExportOptions(target, "int8", int8=Int8Options(calibration=setup["calib"], **int8))  # type: ignore[arg-type]
+    export_model(setup["model"], out, options, overwrite=True)
     return out
 
 
@@ -84,6 +87,12 @@ def test_ptq_bundle_runs_and_stays_close(setup: dict, target: str, floor: float)
     # The ImageNet MobileNetV2's BN-amplified first layers stay float in every scheme.
     assert len(q["ill_conditioned"]) == 4
     assert all(any(f.split("/")[0] == n for f in q["float_ops"]) for n in q["ill_conditioned"])
+    assert q["scheme"] == {"openvino": "openvino-fakequantize-s8-overflowfix", "onnx": "onnxruntime-qdq-u8s7",
+                           "tensorrt": "qdq-s8s8-tensorrt"}[target]
+    assert manifest["onnx"]["exporter"] == "torch.onnx.export(dynamo=True)" and manifest["onnx"]["opset"] >= 18
+    if target != "openvino":  # the opset recorded is the shipped file's own
+        shipped = onnx.load(str(bundle / "model.onnx"))
+        assert manifest["onnx"]["opset"] == max(o.version for o in shipped.opset_import if o.domain in ("", "ai.onnx"))
     # TensorRT is not installed here: its Q/DQ ONNX runs in ONNX Runtime, which reads the same file.
     out = _run(bundle, setup["x"], backend="onnxruntime" if target == "tensorrt" else None)
     cos = _cosine(out, setup["ref"])
@@ -128,19 +137,17 @@ def test_ill_conditioned_layers_found_and_mapped_to_torch(setup: dict) -> None:
 
 
 def test_int8_without_calibration_is_refused(setup: dict) -> None:
-    from boq_edge.calibration import CalibrationError
-    from boq_edge.export.api import export_model
+    from boq_edge.calibration import Int8Options
 
-    with pytest.raises(CalibrationError, match="boq-edge calibrate"):
-        export_model(setup["model"], "onnx", setup["tmp"] / "nocal", int8={})
+    with pytest.raises(ValueError, match="boq-edge calibrate"):
+        Int8Options(calibration=None)
 
 
 def test_budget_needs_validation_split(setup: dict) -> None:
-    from boq_edge.export.api import export_model
+    from boq_edge.calibration import Int8Options
 
     with pytest.raises(ValueError, match="validation split"):
-        export_model(setup["model"], "onnx", setup["tmp"] / "noval",
-                     int8={"calibration": setup["calib"], "max_r1_drop": 0.5})
+        Int8Options(calibration=setup["calib"], max_r1_drop=0.5)
 
 
 @pytest.mark.slow
@@ -150,32 +157,45 @@ def test_qat_tensorrt_qdq_is_lint_clean_and_close(setup: dict) -> None:
     q = json.loads((bundle / "manifest.json").read_text())["quantization"]
     assert q["method"] == "qat" and q["qat"]["epochs"] == 1 and len(q["qat"]["loss_history"]) == 1
     assert q["qat"]["signed_activations"] and q["lint"]["ok"]
-    report = lint_model(onnx.load(str(bundle / "model.onnx")))
+    model = onnx.load(str(bundle / "model.onnx"))
+    report = lint_model(model)
     assert report.ok and report.quantized_nodes, [str(v) for v in report.violations[:5]]
     cos = _cosine(_run(bundle, setup["x"], backend="onnxruntime"), setup["ref"])
     assert cos.mean() > 0.97, cos.mean()
+    # The manifest names the exporter and opset that wrote this file (QAT: TorchScript at 17, not dynamo at 18).
+    from boq_edge.calibration.qat import QAT_EXPORTER
+
+    record = json.loads((bundle / "manifest.json").read_text())["onnx"]
+    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    assert record["opset"] == opset == 17 and record["exporter"] == QAT_EXPORTER
 
 
 @pytest.mark.slow
 def test_accuracy_control_holds_the_budget_and_records_it(setup: dict, nordland_dir: Path) -> None:
     """--max-r1-drop on a validation split (not the evaluation frames): the drop is measured and within budget."""
-    val = {"path": nordland_dir, "format": "aligned", "frames": "20000:20300"}
+    from boq_edge.calibration import ValidationSpec
+
+    from boq_edge.data import read_benchmark
+
+    val = ValidationSpec(nordland_dir, "aligned", {"frames": "20000:20300"})
     bundle = _export(setup, "onnx", "ac", max_r1_drop=1.0, validation=val)
     q = json.loads((bundle / "manifest.json").read_text())["quantization"]
     assert q["method"] == "accuracy-controlled" and q["max_r1_drop"] == 1.0
     assert q["r1_fp32"] is not None and q["r1_int8"] is not None
     assert q["r1_drop_pp"] == pytest.approx(q["r1_fp32"] - q["r1_int8"], abs=1e-3)
     assert q["r1_drop_pp"] <= 1.0
-    assert "20000:20300" in q["validation"] or q["validation_fingerprint"]
+    split = read_benchmark(nordland_dir, "aligned", frames="20000:20300")
+    assert q["validation"] == split.name and q["validation_fingerprint"] == split.fingerprint()
     assert set(q["reverted_to_float"]) <= set(q["float_ops"])
 
 
 def test_budget_miss_writes_nothing(setup: dict, nordland_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A missed budget raises with the numbers, and no bundle directory is left behind."""
-    from boq_edge.calibration import AccuracyBudgetError
+    from boq_edge.calibration import AccuracyBudgetError, Int8Options, ValidationSpec
     from boq_edge.calibration import accuracy_control as ac
     from boq_edge.calibration.ptq_onnx import quantize_onnx
     from boq_edge.export.api import export_model
+    from boq_edge.export.options import ExportOptions
 
     r1 = [40.0]  # FP32 R@1 first, then every INT8 measurement 10.0: a 30 pp drop the search cannot fix
 
@@ -186,8 +206,8 @@ def test_budget_miss_writes_nothing(setup: dict, nordland_dir: Path, monkeypatch
     monkeypatch.setattr(ac, "recall_at_1", lambda fn, split: r1.pop() if r1 else 10.0)
     monkeypatch.setattr(ac, "accuracy_control_onnx", search_that_fails)
     out = setup["tmp"] / "miss"
-    val = {"path": nordland_dir, "format": "aligned", "frames": "20000:20040"}
+    val = ValidationSpec(nordland_dir, "aligned", {"frames": "20000:20040"})
+    int8 = Int8Options(calibration=setup["calib"], max_r1_drop=0.5, validation=val)
     with pytest.raises(AccuracyBudgetError, match=r"30.00 pp .*budget of 0.5"):
-        export_model(setup["model"], "onnx", out, int8={"calibration": setup["calib"], "qat_epochs": 0,
-                                                        "max_r1_drop": 0.5, "validation": val})
+        export_model(setup["model"], out, ExportOptions("onnx", "int8", int8=int8))
     assert not out.exists()

@@ -14,6 +14,7 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from boq_edge.export.api import export_model  # noqa: E402
+from boq_edge.export.options import ExportOptions  # noqa: E402
 
 from boq_edge.model import build_model, get_preset  # noqa: E402
 
@@ -27,7 +28,7 @@ DEVICE_SCRIPT = textwrap.dedent("""
         pass
     from boq_edge.runtime import RuntimeUnavailable, load_runtime
     from boq_edge.export.bundle import read_manifest          # reading side of the bundle module
-    from boq_edge.export.tensorrt_export import tensorrt_status  # build-engine runs on torch-less devices
+    from boq_edge.export.targets.tensorrt import tensorrt_status  # build-engine runs on torch-less devices
     bundle, images = sys.argv[1], sys.argv[2:]
     read_manifest(bundle)
     rt = load_runtime(bundle, threads=1)
@@ -47,7 +48,7 @@ DEVICE_SCRIPT = textwrap.dedent("""
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = build_model(get_preset("mobilenetv2-2048").with_image_size(64, 64))
-    return export_model(model, "onnx", tmp_path_factory.mktemp("nt") / "bundle")
+    return export_model(model, tmp_path_factory.mktemp("nt") / "bundle", ExportOptions("onnx"))
 
 
 def _run(block_torch: str, code: str, *args: str) -> subprocess.CompletedProcess:

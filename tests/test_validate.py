@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from boq_edge.export.api import export_model
+from boq_edge.export.options import ExportOptions
 from typer.testing import CliRunner
 
 from boq_edge.cli import _load_commands, app
@@ -37,8 +38,8 @@ def models(tmp_path_factory: pytest.TempPathFactory, mobilenet_weights: Path) ->
     broken = save_checkpoint(build_model(cfg), tmp / "broken.boq")  # random backbone: a bad artifact
     return {
         "ref": ref,
-        "good": export_model(ref, "onnx", tmp / "good"),
-        "bad": export_model(broken, "onnx", tmp / "bad"),
+        "good": export_model(ref, tmp / "good", ExportOptions("onnx")),
+        "bad": export_model(broken, tmp / "bad", ExportOptions("onnx")),
         "tmp": tmp,
     }
 

@@ -6,28 +6,18 @@ import importlib
 
 from boq_edge.cli.app import app, main
 
-# Command modules, imported lazily so `boq-edge --help` does not pay for torch imports
-# beyond what typer needs. Each module registers its commands on ``app`` at import.
+# One module per command, named after it; each registers its command on ``app`` at import.
+# They import only typer/rich at the top (torch and the runtimes inside the command), so
+# `boq-edge --help` stays fast and a device without torch loads them all.
 _COMMAND_MODULES = (
-    "boq_edge.cli.model_cmds",
-    "boq_edge.cli.eval_cmd",
-    "boq_edge.cli.validate_cmds",
-    "boq_edge.cli.quickstart_cmd",
-    "boq_edge.cli.train_cmd",
-    "boq_edge.cli.export_cmd",
-    "boq_edge.cli.runtime_cmds",
-    "boq_edge.cli.calibrate_cmd",
-    "boq_edge.cli.lint_qdq_cmd",
+    "quickstart", "init", "presets", "import_official", "info", "fold", "train", "eval", "calibrate",
+    "export", "build_engine", "lint_qdq", "validate", "gate", "bench", "embed",
 )
 
 
 def _load_commands() -> None:
     for name in _COMMAND_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:  # a missing dependency inside an existing module is a real error
-                raise
+        importlib.import_module(f"boq_edge.cli.{name}_cmd")
 
 
 __all__ = ["app", "main"]

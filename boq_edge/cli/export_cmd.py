@@ -1,11 +1,15 @@
-"""``boq-edge export`` and ``boq-edge build-engine``: thin wrappers over export_model / build_engine_for_bundle.
+"""``boq-edge export``: a thin wrapper over :func:`boq_edge.export.api.export_model`.
 
-``build-engine`` runs on the GPU device and never imports torch; ``export`` imports it
-only inside the command.
+Flags become :class:`~boq_edge.export.options.ExportOptions` (and ``Int8Options``, and
+the target's own options); the rules between them are checked there, not here. torch is
+imported only inside the command.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from boq_edge.cli.app import app, console, fail
+from boq_edge.export.targets import TARGETS
 
 
 def _size(n: int) -> str:
@@ -27,7 +32,8 @@ def _size(n: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-def _print_bundle(path: Path) -> None:
+def print_bundle(path: Path) -> None:
+    """The verified bundle in a few rows: target, precision, preset, input, files and sizes."""
     from boq_edge.runtime.manifest import read_manifest
 
     m = read_manifest(path, verify=True)
@@ -42,27 +48,53 @@ def _print_bundle(path: Path) -> None:
     console.print(t)
 
 
-def _int8_options(calibration: Path | None, qat_epochs: int, max_r1_drop: float | None, val_data: Path | None,
-                  val_format: str, val_frames: str | None, seed: int) -> dict[str, Any]:
-    opts: dict[str, Any] = {"calibration": calibration, "qat_epochs": qat_epochs, "seed": seed,
-                            "log": lambda m: console.print(f"[dim]{escape(m)}[/]", highlight=False)}
-    if max_r1_drop is not None:
-        opts["max_r1_drop"] = max_r1_drop
-    if val_data is not None:
-        opts["validation"] = {"path": val_data, "format": val_format,
-                              **({"frames": val_frames} if val_frames is not None else {})}
-    return opts
+def _target_options(inference_precision: str | None, workspace_gib: float | None,
+                    build_engine: bool | None) -> Any:
+    """The target's own options object for the target-specific flags given (ExportOptions checks the match)."""
+    from boq_edge.export.targets.openvino import OpenVINOOptions
+    from boq_edge.export.targets.tensorrt import TensorRTOptions
+
+    given = []
+    if inference_precision is not None:
+        given.append(OpenVINOOptions(inference_precision=inference_precision))
+    if workspace_gib is not None or build_engine is not None:
+        given.append(TensorRTOptions(**({"workspace_gib": workspace_gib} if workspace_gib is not None else {}),
+                                     build_engine=build_engine))
+    if len(given) > 1:
+        fail("--inference-precision is for --target openvino, --workspace-gib/--build-engine for --target "
+             "tensorrt: give only one target's options")
+    return given[0] if given else None
+
+
+def _int8_options(int8: bool, calibration: Path | None, qat_epochs: int, max_r1_drop: float | None,
+                  val_data: Path | None, val_format: str, val_frames: str | None, seed: int) -> Any:
+    from boq_edge.calibration.options import Int8Options, ValidationSpec
+
+    flags = {"--calibration": calibration is not None, "--qat-epochs": qat_epochs > 0,
+             "--max-r1-drop": max_r1_drop is not None, "--val-data": val_data is not None}
+    if not int8:
+        if any(flags.values()):
+            fail(f"{', '.join(k for k, v in flags.items() if v)} only apply with --int8")
+        return None
+    if val_frames is not None and val_data is None:
+        fail("--val-frames needs --val-data")
+    validation = None if val_data is None else ValidationSpec(
+        val_data, val_format, {"frames": val_frames} if val_frames is not None else {})
+    return Int8Options(calibration=calibration, qat_epochs=qat_epochs, max_r1_drop=max_r1_drop,
+                       validation=validation, seed=seed,
+                       log=lambda m: console.print(f"[dim]{escape(m)}[/]", highlight=False))
 
 
 @app.command("export")
 def export_cmd(
     ckpt: Path = typer.Argument(..., help="A .boq checkpoint (folded or not; it is folded before export)."),
     target: str = typer.Option(
-        ..., "--target", "-t", help="onnx, openvino or tensorrt (aliases: ort, ov, trt, engine)."),
+        ..., "--target", "-t", help=f"{', '.join(TARGETS)} (aliases: "
+        f"{', '.join(a for t in TARGETS.values() for a in t.aliases)})."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
     fp16: bool = typer.Option(False, "--fp16", help="FP16 weights/compute; LayerNorm, Softmax, L2-norm stay FP32."),
     int8: bool = typer.Option(
-        False, "--int8", help="INT8: OpenVINO FakeQuantize (NNCF), ONNX Runtime u8s8 Q/DQ, or TensorRT explicit "
+        False, "--int8", help="INT8: OpenVINO FakeQuantize (NNCF), ONNX Runtime u8s7 Q/DQ, or TensorRT explicit "
         "s8 Q/DQ (checked by lint-qdq). Attention and BN-amplified (ill-conditioned) layers stay float. "
         "Needs --calibration."),
     calibration: Path | None = typer.Option(
@@ -94,79 +126,52 @@ def export_cmd(
         help="TensorRT only: build the engine now (default: when TensorRT and a GPU are present)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
 ) -> None:
-    """Fold a checkpoint and write an ONNX / OpenVINO / TensorRT artifact bundle."""
-    from boq_edge.export.api import DEFAULT_BATCH_RANGE, ExportError, export_model, parse_batch_range, resolve_target
-    from boq_edge.export.bundle import BundleError
-    from boq_edge.export.tensorrt_export import TensorRTOptions, build_engine_command, tensorrt_status
-    from boq_edge.model import CheckpointError
+    """Fold a checkpoint and write an artifact bundle for one target."""
+    from boq_edge.export.api import export_model
+    from boq_edge.export.options import DEFAULT_BATCH_RANGE, ExportOptions, Precision, parse_batch_range
 
-    try:
-        tgt = resolve_target(target)
-    except ExportError as e:
-        fail(str(e))
     if batch is not None and batch_range is not None:
         fail("give --batch N or --batch-range MIN:OPT:MAX, not both")
-    if fp16 and int8:
-        fail("--fp16 and --int8 are exclusive: an INT8 bundle keeps its float parts in FP32")
-    int8_flags = {"--calibration": calibration is not None, "--qat-epochs": qat_epochs > 0,
-                  "--max-r1-drop": max_r1_drop is not None, "--val-data": val_data is not None}
-    if not int8 and any(int8_flags.values()):
-        fail(f"{', '.join(k for k, v in int8_flags.items() if v)} only apply with --int8")
-    if int8 and calibration is None:
-        fail("--int8 needs --calibration FILE: make one with `boq-edge calibrate --data DIR -n 512 -o calib.json` "
-             "from training images (not the evaluation split)")
-    if max_r1_drop is not None and val_data is None:
-        fail("--max-r1-drop needs --val-data DIR: Recall@1 is measured on a validation split")
-    if val_frames is not None and val_data is None:
-        fail("--val-frames needs --val-data")
-    if tgt != "tensorrt" and (workspace_gib is not None or build_engine is not None):
-        fail("--workspace-gib and --build-engine apply to --target tensorrt only")
-    if inference_precision is not None and tgt != "openvino":
-        fail("--inference-precision applies to --target openvino only")
     if not ckpt.is_file():
         fail(f"{ckpt}: no such checkpoint file")
-    try:
-        br = parse_batch_range(batch_range) if batch_range else parse_batch_range(str(batch)) if batch \
-            else DEFAULT_BATCH_RANGE
-        trt_opts = TensorRTOptions(workspace_gib=workspace_gib) if workspace_gib is not None else None
-        path = export_model(
-            ckpt, tgt, out, fp16=fp16, batch_range=br, image_size=image_size,
-            int8=_int8_options(calibration, qat_epochs, max_r1_drop, val_data, val_format, val_frames, seed)
-            if int8 else None, opset=opset,
-            inference_precision=inference_precision, tensorrt=trt_opts, build_engine=build_engine, overwrite=force)
-    except (ExportError, BundleError, CheckpointError, ValueError) as e:
-        fail(str(e))
-    except RuntimeError as e:  # INT8 budget misses (AccuracyBudgetError), TensorRT build failures
-        fail(str(e))
-    _print_bundle(path)
-    if tgt == "tensorrt" and not (path / "model.engine").is_file():
-        _, why = tensorrt_status()
-        console.print(f"[bold]engine pending[/]: {escape(why)}. Copy {path} to the GPU device and run there:\n"
-                      f"    {build_engine_command(path)}", highlight=False, soft_wrap=True)
+    with _user_errors():
+        precision = Precision.from_flags(fp16, int8)
+        int8_options = _int8_options(int8, calibration, qat_epochs, max_r1_drop, val_data, val_format, val_frames,
+                                     seed)
+        target_options = _target_options(inference_precision, workspace_gib, build_engine)
+        text = batch_range or (str(batch) if batch is not None else None)
+        options = ExportOptions(target=target, precision=precision, int8=int8_options,
+                                batch_range=parse_batch_range(text) if text else DEFAULT_BATCH_RANGE,
+                                image_size=image_size, opset=opset, target_options=target_options)
+        t0 = time.perf_counter()
+        path = export_model(ckpt, out, options, overwrite=force)
+    print_bundle(path)
+    console.print(f"exported in {time.perf_counter() - t0:.1f} s", highlight=False)
+    _print_next_step(path)
 
 
-@app.command("build-engine")
-def build_engine_cmd(
-    bundle: Path = typer.Argument(..., help="A TensorRT bundle written by `boq-edge export --target tensorrt`."),
-    workspace_gib: float = typer.Option(4.0, help="Builder workspace limit in GiB."),
-    timing_cache: Path | None = typer.Option(None, help="Also read/update this timing cache file."),
-    tf32: bool = typer.Option(False, "--tf32", help="Allow TF32 in FP32 layers (faster, ~1e-3 relative error)."),
-    opt_level: int | None = typer.Option(None, help="TensorRT builder optimization level (0-5)."),
-    force: bool = typer.Option(False, "--force", help="Rebuild an existing engine."),
-    verbose: bool = typer.Option(False, "--verbose", help="Show TensorRT's build log."),
-) -> None:
-    """Build the TensorRT engine of a bundle on this GPU device (torch is not needed)."""
-    from boq_edge.export.tensorrt_export import TensorRTOptions, build_engine_for_bundle
-    from boq_edge.runtime.base import RuntimeUnavailable
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Errors a user can act on become one line: exit 1 for a missed Recall@1 budget, 2 for bad input."""
+    from boq_edge.calibration.pipeline import AccuracyBudgetError
+    from boq_edge.export.onnx_export import ExportError
+    from boq_edge.model import CheckpointError
     from boq_edge.runtime.manifest import BundleError
 
-    opts = TensorRTOptions(workspace_gib=workspace_gib, timing_cache=timing_cache, tf32=tf32,
-                           builder_optimization_level=opt_level, verbose=verbose)
     try:
-        m = build_engine_for_bundle(bundle, opts, force=force)
-    except (RuntimeUnavailable, BundleError, RuntimeError) as e:
+        yield
+    except AccuracyBudgetError as e:
+        fail(str(e), code=1)
+    # ValueError: option and calibration rules; RuntimeError: TensorRT build failures
+    except (ExportError, BundleError, CheckpointError, ValueError, RuntimeError) as e:
         fail(str(e))
-    info = m.raw.get("tensorrt", {})
-    console.print(f"built {bundle / 'model.engine'} with TensorRT {info.get('version')} on {info.get('gpu')} "
-                  f"(batch {':'.join(map(str, m.batch_range))})", highlight=False)
-    _print_bundle(bundle)
+
+
+def _print_next_step(path: Path) -> None:
+    from boq_edge.export.targets import get_target
+    from boq_edge.runtime.manifest import read_manifest
+
+    m = read_manifest(path, verify=False)
+    step = get_target(m.target).next_step(m)
+    if step:
+        console.print(escape(step), highlight=False, soft_wrap=True)

@@ -72,17 +72,9 @@ def train_cmd(
     """Train a BoQ model (MS loss, place-balanced batches) and write best.boq / last.boq in the run directory."""
     from boq_edge.data.benchmark import BenchmarkFormatError
     from boq_edge.model import CheckpointError
-    from boq_edge.train import ResumeError, TrainConfig, TrainError, load_state, read_config_file, train
-    from boq_edge.train.state import resolve_resume
+    from boq_edge.train import ResumeError, TrainConfig, TrainError, train
 
-    settings: dict[str, Any] = {}
-    try:
-        if resume is not None:
-            settings.update(load_state(resolve_resume(resume))["config"])
-        if config is not None:
-            settings.update(read_config_file(config))
-    except (ResumeError, ValueError, FileNotFoundError) as e:
-        fail(str(e))
+    settings = _saved_settings(resume, config)
     flags = {
         "preset": preset, "data": str(data) if data else None, "format": format, "val": str(val) if val else None,
         "val_format": val_format, "frames": frames, "traversals": _split(traversals),
@@ -109,8 +101,27 @@ def train_cmd(
     except (TrainError, ResumeError, CheckpointError, BenchmarkFormatError, FileNotFoundError, KeyError,
             ValueError) as e:
         fail(str(e).strip("'\""))
-    if result.last_checkpoint is None:  # not rank 0 of a distributed run
-        return
+    if result.last_checkpoint is not None:  # None: not rank 0 of a distributed run
+        _print_result(cfg, result)
+
+
+def _saved_settings(resume: Path | None, config: Path | None) -> dict[str, Any]:
+    """Settings of the run being resumed, then of ``--config``; flags override both."""
+    from boq_edge.train import ResumeError, load_state, read_config_file
+    from boq_edge.train.state import resolve_resume
+
+    settings: dict[str, Any] = {}
+    try:
+        if resume is not None:
+            settings.update(load_state(resolve_resume(resume))["config"])
+        if config is not None:
+            settings.update(read_config_file(config))
+    except (ResumeError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    return settings
+
+
+def _print_result(cfg: Any, result: Any) -> None:
     t = Table(show_header=False, title=f"trained {cfg.preset}")
     t.add_row("run directory", str(result.run_dir))
     stopped = " (stopped)" if result.interrupted else ""

@@ -21,9 +21,9 @@ import numpy as np
 
 from boq_edge import __version__
 from boq_edge.data.benchmark import Benchmark
-from boq_edge.evaluate.cache import atomic_write_text
 from boq_edge.evaluate.extract import EmbedFn, Extraction, extract_descriptors
 from boq_edge.evaluate.recall import DEFAULT_K, RecallResult, recall_from_predictions, search
+from boq_edge.fileio import atomic_write_text
 from boq_edge.preprocess import Preprocessing
 
 

@@ -2,7 +2,6 @@
 
 from boq_edge.model.checkpoint import (
     CheckpointError,
-    file_sha256,
     import_official,
     load_checkpoint,
     read_checkpoint_header,
@@ -12,6 +11,6 @@ from boq_edge.model.presets import PRESETS, ModelConfig, get_preset
 from boq_edge.model.vpr import VPRModel, build_model, load_backbone_weights
 
 __all__ = [
-    "PRESETS", "CheckpointError", "ModelConfig", "VPRModel", "build_model", "file_sha256", "get_preset",
+    "PRESETS", "CheckpointError", "ModelConfig", "VPRModel", "build_model", "get_preset",
     "import_official", "load_backbone_weights", "load_checkpoint", "read_checkpoint_header", "save_checkpoint",
 ]

@@ -162,6 +162,6 @@ def import_official(pth: str | os.PathLike, preset: str | ModelConfig, out: str 
 
 
 __all__ = [
-    "CheckpointError", "atomic_write_bytes", "check_state_dict", "file_sha256", "import_official",
+    "CheckpointError", "check_state_dict", "import_official",
     "load_checkpoint", "read_checkpoint_header", "read_torch_state_dict", "save_checkpoint",
 ]

@@ -27,8 +27,6 @@ BACKENDS: dict[str, tuple[str, str]] = {
 }
 BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino", "trt": "tensorrt",
                    "pytorch": "torch"}
-# The backend a bundle runs on by default, by its export target.
-DEFAULT_BACKEND = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
 
 
 def resolve_backend(name: str) -> str:
@@ -42,14 +40,16 @@ def load_runtime(bundle_dir: str | os.PathLike, backend: str | None = None, thre
                  verify: bool = True, **options: Any) -> Runtime:
     """Verify a bundle (sha256 of every file) and open it with a backend.
 
-    ``backend`` defaults to the one matching the bundle's target. ``options`` go to the
+    ``backend`` defaults to the bundle's target's (:attr:`Target.default_backend`). ``options`` go to the
     backend: ``providers`` (onnxruntime), ``device`` / ``inference_precision`` (openvino),
     ``device_index`` (tensorrt), ``checkpoint`` or ``model`` / ``device`` / ``fold`` (torch).
     Raises :class:`BundleError` for a bad or tampered bundle and :class:`RuntimeUnavailable`
     (naming the extra to install) when the backend's library is missing.
     """
+    from boq_edge.export.targets import get_target
+
     manifest = read_manifest(bundle_dir, verify=verify)
-    name = resolve_backend(backend) if backend else DEFAULT_BACKEND[manifest.target]
+    name = resolve_backend(backend or get_target(manifest.target).default_backend)
     module_name, class_name = BACKENDS[name]
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(manifest, threads=threads, **options)

@@ -22,7 +22,6 @@ from boq_edge.fileio import atomic_write_bytes, file_sha256
 SCHEMA = "boq-edge-bundle"
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-TARGETS = ("onnx", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 # Roles of the files a backend may load; the manifest maps each role to a relative path.
@@ -65,7 +64,26 @@ class Manifest:
     artifacts: dict[str, str]
     inference_precision: str | None
     quantization: dict[str, Any] | None
+    source: dict[str, Any]  # checkpoint (name), checkpoint_sha256, origin
+    onnx: dict[str, Any] | None  # exporter and opset of the ONNX the model comes from; FP16 conversion record
+    folding: dict[str, Any]
+    toolchain: dict[str, Any]
+    created_utc: str | None
+    schema_version: int
     raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def checkpoint_sha256(self) -> str | None:
+        """sha256 of the checkpoint the bundle was exported from (None for a model object)."""
+        return self.source.get("checkpoint_sha256")
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A target's own manifest section (e.g. ``tensorrt``: engine state); empty if absent.
+
+        Only the target module that writes a section reads it.
+        """
+        value = self.raw.get(name)
+        return dict(value) if isinstance(value, dict) else {}
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -91,12 +109,16 @@ class Manifest:
                 batch_min=int(batch["min"]), batch_opt=int(batch["opt"]), batch_max=int(batch["max"]),
                 preprocessing=dict(d["preprocessing"]), files=dict(d["files"]),
                 artifacts=dict(d.get("artifacts", {})), inference_precision=d.get("inference_precision"),
-                quantization=d.get("quantization"), raw=d,
+                quantization=d.get("quantization"), source=dict(d.get("source") or {}), onnx=d.get("onnx"),
+                folding=dict(d.get("folding") or {}), toolchain=dict(d.get("toolchain") or {}),
+                created_utc=d.get("created_utc"), schema_version=int(d["schema_version"]), raw=d,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise BundleError(f"{bundle_dir}: manifest is missing or has a malformed field: {e}") from None
+        from boq_edge.export.targets import TARGETS
+
         if m.target not in TARGETS:
-            raise BundleError(f"{bundle_dir}: unknown target {m.target!r} in manifest")
+            raise BundleError(f"{bundle_dir}: unknown target {m.target!r} in manifest (known: {', '.join(TARGETS)})")
         if m.precision not in PRECISIONS:
             raise BundleError(f"{bundle_dir}: unknown precision {m.precision!r} in manifest")
         if not 1 <= m.batch_min <= m.batch_opt <= m.batch_max:
@@ -169,6 +191,6 @@ def write_manifest(bundle_dir: str | os.PathLike, manifest: dict[str, Any]) -> P
 
 __all__ = [
     "MANIFEST_NAME", "PRECISIONS", "ROLE_ENGINE", "ROLE_ONNX", "ROLE_OPENVINO", "ROLE_TIMING_CACHE",
-    "SCHEMA", "SCHEMA_VERSION", "TARGETS", "BundleError", "Manifest", "atomic_write_bytes",
-    "file_sha256", "hash_files", "load_manifest_dict", "read_manifest", "verify_files", "write_manifest",
+    "SCHEMA", "SCHEMA_VERSION", "BundleError", "Manifest", "hash_files", "load_manifest_dict", "read_manifest",
+    "verify_files", "write_manifest",
 ]

@@ -153,7 +153,7 @@ class TensorRTBackend(Runtime):
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
-            built = manifest.raw.get("tensorrt", {})
+            built = manifest.section("tensorrt")
             raise RuntimeError(
                 f"TensorRT {trt.__version__} could not load {path.name} (built with TensorRT "
                 f"{built.get('version')} on {built.get('gpu')}); rebuild it here: "

@@ -37,7 +37,7 @@ class TorchBackend(Runtime):
             from boq_edge.model import load_checkpoint
 
             model, _, meta = load_checkpoint(checkpoint)
-            expected = (manifest.raw.get("source") or {}).get("checkpoint_sha256")
+            expected = manifest.checkpoint_sha256
             if expected and meta["checkpoint_sha256"] != expected:
                 raise BundleError(f"{checkpoint} is not the checkpoint {manifest.bundle_dir.name} was exported "
                                   f"from (sha256 {meta['checkpoint_sha256'][:12]}… ≠ {expected[:12]}…)")

@@ -41,9 +41,9 @@ def embed_cmd(
     """Embed images with a bundle: the manifest's preprocessing, L2-normalised descriptors."""
     import numpy as np
 
+    from boq_edge.fileio import atomic_write_bytes
     from boq_edge.preprocess import CorruptImageError
     from boq_edge.runtime import BundleError, RuntimeUnavailable, load_runtime
-    from boq_edge.runtime.manifest import atomic_write_bytes
 
     files = expand_images(images)
     if not files:

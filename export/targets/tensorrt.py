@@ -1,41 +1,57 @@
-"""TensorRT emitter: the bundle's ONNX → ``model.engine`` (a pure serialized plan) on the device.
+"""Target ``tensorrt``: the ONNX a TensorRT engine is built from, and the engine (built on the device).
 
 Engines are tied to one GPU model and one TensorRT version, so they are built where they
-run: ``boq-edge build-engine BUNDLE`` calls :func:`build_engine_for_bundle`. Torch-free.
+run: ``boq-edge build-engine BUNDLE`` calls :func:`build_engine_for_bundle`; at export the
+engine is built only where TensorRT and a GPU are present, else the bundle is written
+"engine pending". This module is torch-free (the device imports it).
 
 Precision lives in the ONNX graph, never in builder flags: the network is strongly typed
 (TensorRT 10: ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; TensorRT 11: always, the
 weak-typing flags such as ``BuilderFlag.FP16`` are gone). An FP32 bundle's ONNX builds an
 FP32 engine (TF32 off unless asked), an FP16 bundle carries the mixed-precision FP16 ONNX,
-an INT8 bundle a Q/DQ ONNX. One optimization profile covers the bundle's batch range; the
-workspace is limited; a timing cache is reused and saved beside the engine.
+an INT8 bundle an explicit Q/DQ ONNX (signed INT8, zero-point 0, per-channel weights,
+Q/DQ only on Conv/MatMul/Gemm inputs; :mod:`boq_edge.calibration.qdq_tensorrt`), checked by
+``lint-qdq`` before it is written. No implicit calibrator, ever. One optimization profile
+covers the bundle's batch range; the workspace is limited; a timing cache is reused and
+saved beside the engine.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from boq_edge.export.onnx_export import ONNX_FILE, ExportError
+from boq_edge.export.targets.onnx import OnnxTarget
+
+from boq_edge.fileio import atomic_write_bytes
 from boq_edge.runtime.manifest import (
     ROLE_ENGINE,
     ROLE_ONNX,
     ROLE_TIMING_CACHE,
     BundleError,
     Manifest,
-    atomic_write_bytes,
     read_manifest,
 )
 from boq_edge.runtime.tensorrt_backend import INSTALL_HINT, import_tensorrt
 
+if TYPE_CHECKING:
+    from boq_edge.calibration.pipeline import Int8Job, Int8Outcome
+    from boq_edge.export.bundle import ManifestDraft
+    from boq_edge.export.options import ExportOptions
+
 ENGINE_FILE = "model.engine"
 TIMING_CACHE_FILE = "timing.cache"
+SECTION = "tensorrt"  # this target's manifest section: engine state, build info
 
 
 @dataclass(frozen=True)
 class TensorRTOptions:
+    """Engine build settings; at export, ``build_engine`` says whether to build now (None: where possible)."""
+
     batch_range: tuple[int, int, int] = (1, 1, 8)
     input_name: str = "images"
     workspace_gib: float = 4.0
@@ -43,6 +59,8 @@ class TensorRTOptions:
     tf32: bool = False
     builder_optimization_level: int | None = None
     verbose: bool = False
+    build_engine: bool | None = None
+    flags: ClassVar[str] = "--workspace-gib and --build-engine"
 
 
 @dataclass(frozen=True)
@@ -156,23 +174,6 @@ def build_engine(onnx_path: str | os.PathLike, options: TensorRTOptions,
     return plan_bytes, cache_bytes, info
 
 
-def emit_tensorrt(onnx_path: str | os.PathLike, out_dir: str | os.PathLike,
-                  options: TensorRTOptions | None = None) -> list[Path]:
-    """Build ``out_dir/model.engine`` (+ ``timing.cache``) from ``onnx_path``; returns the files written."""
-    options = options or TensorRTOptions()
-    out = Path(out_dir)
-    cache_in = b""
-    for candidate in (options.timing_cache, out / TIMING_CACHE_FILE):
-        if candidate is not None and Path(candidate).is_file():
-            cache_in = Path(candidate).read_bytes()
-            break
-    plan, cache, _ = build_engine(onnx_path, options, cache_in)
-    written = [atomic_write_bytes(out / ENGINE_FILE, plan), atomic_write_bytes(out / TIMING_CACHE_FILE, cache)]
-    if options.timing_cache is not None:
-        atomic_write_bytes(options.timing_cache, cache)
-    return written
-
-
 def build_engine_command(bundle_dir: str | os.PathLike) -> str:
     """The exact command to run on the GPU device for a TensorRT-ready bundle."""
     return f"boq-edge build-engine {bundle_dir}"
@@ -185,19 +186,16 @@ def build_engine_for_bundle(bundle_dir: str | os.PathLike, options: TensorRTOpti
 
     root = Path(bundle_dir)
     manifest = read_manifest(root, verify=True)
-    if manifest.target != "tensorrt":
-        raise BundleError(f"{root} was exported for {manifest.target}, not tensorrt; "
-                          f"re-export with --target tensorrt")
+    if manifest.target != TensorRTTarget.name:
+        raise BundleError(f"{root} was exported for {manifest.target}, not {TensorRTTarget.name}; "
+                          f"re-export with --target {TensorRTTarget.name}")
     if manifest.artifact_path(ROLE_ENGINE) is not None and not force:
         raise BundleError(f"{root} already has an engine; pass --force to rebuild it")
     onnx_path = manifest.artifact_path(ROLE_ONNX)
     if onnx_path is None:
         raise BundleError(f"{root}: no ONNX model to build from")
-    base = options or TensorRTOptions()
-    options = TensorRTOptions(
-        batch_range=manifest.batch_range, input_name=manifest.input_name, workspace_gib=base.workspace_gib,
-        timing_cache=base.timing_cache, tf32=base.tf32, builder_optimization_level=base.builder_optimization_level,
-        verbose=base.verbose)
+    options = replace(options or TensorRTOptions(), batch_range=manifest.batch_range,
+                      input_name=manifest.input_name)
     cache_in = b""
     for candidate in (options.timing_cache, manifest.artifact_path(ROLE_TIMING_CACHE)):
         if candidate is not None and Path(candidate).is_file():
@@ -207,7 +205,59 @@ def build_engine_for_bundle(bundle_dir: str | os.PathLike, options: TensorRTOpti
     if options.timing_cache is not None:
         atomic_write_bytes(options.timing_cache, cache)
     artifacts = {**manifest.artifacts, ROLE_ENGINE: ENGINE_FILE, ROLE_TIMING_CACHE: TIMING_CACHE_FILE}
-    toolchain = {**manifest.raw.get("toolchain", {}), "tensorrt": info["version"]}
-    previous = manifest.raw.get("tensorrt") or {}
+    toolchain = {**manifest.toolchain, "tensorrt": info["version"]}
     return update_bundle(root, {ENGINE_FILE: plan, TIMING_CACHE_FILE: cache},
-                         {"artifacts": artifacts, "toolchain": toolchain, "tensorrt": {**previous, **info}})
+                         {"artifacts": artifacts, "toolchain": toolchain,
+                          SECTION: {**manifest.section(SECTION), **info}})
+
+
+class TensorRTTarget(OnnxTarget):
+    """The ONNX target's model (INT8: the TensorRT Q/DQ scheme, lint-checked) plus a device-built engine."""
+
+    name = "tensorrt"
+    aliases = ("trt", "engine")
+    default_backend = "tensorrt"
+    summary = "ONNX for a TensorRT engine built on the device; INT8 as explicit s8 Q/DQ (lint-qdq)"
+    options_type = TensorRTOptions
+    ptq_scheme = "qdq-s8s8-tensorrt"
+
+    def check(self, options: ExportOptions) -> None:
+        if options.options_of_target.build_engine:
+            can, why_not = tensorrt_status()
+            if not can:
+                raise ExportError(f"cannot build a TensorRT engine here: {why_not}")
+
+    def prepare(self, draft: ManifestDraft, options: ExportOptions, out_dir: Path) -> None:
+        draft.sections[SECTION] = {"engine": "pending", "build_command": build_engine_command(out_dir.name)}
+
+    def quantize(self, job: Int8Job) -> Int8Outcome:
+        import onnx
+        from boq_edge.calibration.qdq_tensorrt import check_tensorrt_qdq
+
+        outcome = super().quantize(job)
+        lr = check_tensorrt_qdq(onnx.load(str(outcome.files[ONNX_FILE])), f"TensorRT INT8 model for {job.fp32_onnx}")
+        outcome.lint = {"ok": True, "quantized_nodes": len(lr.quantized_nodes), "float_matmuls": lr.float_nodes,
+                        "quantize_linear": lr.num_quantize, "dequantize_linear": lr.num_dequantize}
+        return outcome
+
+    def finish(self, bundle: Path, options: ExportOptions) -> None:
+        opts = options.options_of_target
+        if opts.build_engine or (opts.build_engine is None and tensorrt_status()[0]):
+            build_engine_for_bundle(bundle, opts, force=True)
+
+    def describe(self, manifest: Manifest) -> list[tuple[str, str]]:
+        trt = manifest.section(SECTION)
+        if trt.get("engine") == "built":
+            return [("TensorRT engine", f"built with TensorRT {trt.get('version')} on {trt.get('gpu')}")]
+        return [("TensorRT engine", f"pending: run `{trt.get('build_command')}` on the GPU device")]
+
+    def next_step(self, manifest: Manifest) -> str | None:
+        if manifest.artifact_path(ROLE_ENGINE) is not None:
+            return None
+        _, why = tensorrt_status()
+        return (f"engine pending: {why}. Copy {manifest.bundle_dir} to the GPU device and run there:\n"
+                f"    {build_engine_command(manifest.bundle_dir)}")
+
+
+__all__ = ["ENGINE_FILE", "SECTION", "TIMING_CACHE_FILE", "GpuInfo", "TensorRTOptions", "TensorRTTarget",
+           "build_engine", "build_engine_command", "build_engine_for_bundle", "cuda_gpu", "tensorrt_status"]
