@@ -153,6 +153,9 @@ def quantize_torch(folded: Any, calibration: np.ndarray, *, signed_activations: 
     )
 
     quiet_nncf()
+    # NNCF compiles its CPU fake-quant kernels on first use and gives up after 60 s by default; on a
+    # busy 2-core machine the compile took longer and QAT failed (ExtensionLoaderTimeoutException).
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
     student = copy.deepcopy(folded).eval()
     flush_subnormals(student)
     data = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
