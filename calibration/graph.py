@@ -57,7 +57,7 @@ def large_weight_nodes(model: onnx.ModelProto, threshold: float = 32.0) -> list[
     cancel. Such a node multiplies the rounding error of its input by its weights. The same
     threshold (32) decides which nodes the FP16 export keeps in FP32, for the same reason.
     """
-    return GraphIndex(model).large_constant_nodes(threshold, WEIGHTED_OPS)
+    return GraphIndex(model).large_constant_nodes(threshold, WEIGHTED_OPS, weights_only=True)
 
 
 def ill_conditioned_nodes(model: onnx.ModelProto, threshold: float = 32.0) -> list[str]:
@@ -77,17 +77,18 @@ def ill_conditioned_nodes(model: onnx.ModelProto, threshold: float = 32.0) -> li
     if not large:
         return []
     g = GraphIndex(model)
+    by_name = {g.name(n): n for n in g.nodes}
     keep = set(large)
     for name in large:  # upstream through activations/adds/reshapes to the nearest weighted nodes
-        keep.update(p.name for p in g.upstream([g.by_name[name].input[0]], through=lambda n: True,
-                                               stop=lambda n: n.op_type in WEIGHTED_OPS, limit=64))
-    return [n.name for n in g.nodes if n.name in keep]
+        keep.update(g.name(p) for p in g.upstream([by_name[name].input[0]], through=lambda n: True,
+                                                  stop=lambda n: n.op_type in WEIGHTED_OPS, limit=64))
+    return [g.name(n) for n in g.nodes if g.name(n) in keep]
 
 
 def with_activations(model: onnx.ModelProto, names: list[str] | tuple[str, ...]) -> list[str]:
     """``names`` plus the Clip/Relu that directly follow them.
 
-    Left on its own, ONNX Runtime's u8s8 placement quantizes such an activation standalone,
+    Left on its own, ONNX Runtime's u8s7 placement quantizes such an activation standalone,
     i.e. puts a per-tensor uint8 Q/DQ on the *pre-activation* output of the float node. For
     the ill-conditioned MobileNetV2 convolutions that tensor has channels in the thousands,
     and one scale for all channels erased the rest (Recall@1 26 → 19). Keeping the

@@ -37,8 +37,6 @@ from onnx import TensorProto
 
 RULES = ("int8", "zero-point", "weight-axis", "activation", "coverage", "float-op")
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-# Ops whose inputs may be Q/DQ'd; a DequantizeLinear feeding anything else is a float op in INT8.
-_WEIGHT_INPUT = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1}
 
 
 @dataclass(frozen=True)
@@ -202,7 +200,8 @@ def _check_qdq_node(g: _Graph, n: onnx.NodeProto, add: Add) -> None:
     for c in g.consumers.get(n.output[0], []):
         if n.op_type == "QuantizeLinear" and c.op_type != "DequantizeLinear":
             add(n, "float-op", f"QuantizeLinear feeds {c.op_type} {g.name(c)!r}, not a DequantizeLinear")
-        elif n.op_type == "DequantizeLinear" and not g.only_through_shape_ops(c, lambda m: m.op_type in QUANTIZED_OPS):
+        elif n.op_type == "DequantizeLinear" and not g.only_through_shape_ops(
+                c, lambda m: m.op_type in QUANTIZED_OPS, max_depth=4):
             add(n, "float-op", f"DequantizeLinear feeds {c.op_type} {g.name(c)!r}, which must stay in float")
 
 

@@ -3,7 +3,7 @@
 The rules of the INT8 flags (a calibration set is required; a Recall@1 budget needs a
 validation split; epochs and budgets are non-negative) are checked here once, when the
 options are made, so the CLI only converts flags and the Python API gets the same errors.
-Torch-free and runtime-free.
+This module needs neither torch nor a runtime (the package around it imports onnx).
 """
 
 from __future__ import annotations

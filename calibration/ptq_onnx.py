@@ -76,6 +76,7 @@ def scheme_options(scheme: Scheme) -> dict[str, Any]:
     """``quantize_static`` keyword arguments of a scheme."""
     from onnxruntime.quantization import QuantFormat, QuantType
 
+    scheme = Scheme(scheme)  # the enum or its value
     if scheme is Scheme.ORT_U8S7:
         return dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     per_channel=True, reduce_range=True, op_types_to_quantize=list(ORT_CPU_INT8_OPS),
@@ -114,6 +115,7 @@ def quantize_onnx(
     """
     from onnxruntime.quantization import quantize_static
 
+    scheme = Scheme(scheme)
     model = onnx.load(str(fp32_onnx))
     if any(not n.name for n in model.graph.node):
         raise ValueError(f"{fp32_onnx} has unnamed nodes; pass it through prepare_fp32() first")
@@ -219,7 +221,7 @@ def candidate_nodes(fp32_onnx: str | os.PathLike, scheme: Scheme = Scheme.TRT_S8
     """
     model = onnx.load(str(fp32_onnx), load_external_data=False)
     att = set(attention_nodes(model))
-    if scheme is Scheme.TRT_S8S8:
+    if Scheme(scheme) is Scheme.TRT_S8S8:
         return [n for n in weighted_nodes(model) if n not in att]
     compute = {"Conv", "MatMul", "Gemm", "Add", "Mul", "Concat", "MaxPool", "AveragePool", "GlobalAveragePool"}
     weighted = set(weighted_nodes(model))

@@ -40,7 +40,8 @@ import numpy as np
 
 # The QAT student is exported by the TorchScript exporter: NNCF's Q/DQ export mode hooks into it.
 QAT_OPSET = 17
-QAT_EXPORTER = "torch.onnx.export(dynamo=False) (TorchScript) of the NNCF QAT student"
+QAT_EXPORTER = ("torch.onnx.export(dynamo=False) (TorchScript) of the NNCF QAT student, Q/DQ placement and "
+                "int8 weights by boq-edge")
 
 
 @dataclass

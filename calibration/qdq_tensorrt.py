@@ -32,7 +32,7 @@ class QDQLintError(ValueError):
 
 def _is_int8(node: onnx.NodeProto, g: GraphIndex) -> bool:
     """A Conv/MatMul/Gemm whose data inputs (activation and weight) all come from DequantizeLinear."""
-    return node.op_type in QUANTIZED_OPS and all(g.source(t, "DequantizeLinear") for t in node.input[:2] if t)
+    return node.op_type in QUANTIZED_OPS and all(g.source(t, "DequantizeLinear", hops=6) for t in node.input[:2] if t)
 
 
 def read_float_inputs(model: onnx.ModelProto, is_float: Callable[[onnx.NodeProto], bool],
@@ -97,7 +97,8 @@ def enforce_tensorrt_placement(model: onnx.ModelProto, reference: onnx.ModelProt
     in float still reads its dequantized input. Here both read the float tensor again.
     """
     g = GraphIndex(model)
-    return read_float_inputs(model, lambda c: not g.only_through_shape_ops(c, lambda n: _is_int8(n, g)), reference)
+    return read_float_inputs(model, lambda c: not g.only_through_shape_ops(c, lambda n: _is_int8(n, g), max_depth=4),
+                             reference)
 
 
 def fold_weight_quantizers(model: onnx.ModelProto) -> onnx.ModelProto:

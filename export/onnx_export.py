@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from boq_edge.export.onnx_graph import GraphIndex
 
 DYNAMO_EXPORTER = "torch.onnx.export(dynamo=True)"
+ORT_QUANTIZER = "onnxruntime.quantization.quantize_static"  # what writes the INT8 ONNX of PTQ
 MIN_OPSET = 18
 INPUT_NAME = "images"
 OUTPUT_NAME = "descriptors"
@@ -46,7 +47,7 @@ class ExportError(RuntimeError):
 
 @dataclass(frozen=True)
 class OnnxOptions:
-    opset: int = 18
+    opset: int = MIN_OPSET
     fp16: bool = False
     fp16_keep_ops: tuple[str, ...] = FP16_KEEP_OPS
     keep_const_above: float = 32.0
@@ -63,7 +64,7 @@ def _require_onnx() -> Any:
     return onnx
 
 
-def export_fp32_onnx(folded: Any, path: str | os.PathLike, opset: int = 18, check: bool = True) -> Path:
+def export_fp32_onnx(folded: Any, path: str | os.PathLike, opset: int = MIN_OPSET, check: bool = True) -> Path:
     """Export a folded model to a dynamic-batch FP32 ONNX file (the INT8 stage starts from this too)."""
     import torch
 
@@ -133,7 +134,7 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, keep_ops: Seque
         from onnxruntime.transformers.float16 import convert_float_to_float16
     except ImportError as e:
         raise ExportError("FP16 conversion needs onnxruntime: install boq-edge[onnx]") from e
-    model = ensure_node_names(onnx.load(str(src)))  # the converter's node block list works by name
+    model = ensure_node_names(onnx.load(str(src)), prefix="boq_")  # the converter's node block list works by name
     g = GraphIndex(model)
     tail = _normalize_tail(g)
     large = sorted(g.large_constant_nodes(keep_const_above))

@@ -87,10 +87,11 @@ class GraphIndex:
             stack.extend(i for i in p.input if i)
         return True
 
-    def source(self, tensor: str, op_type: str, through: tuple[str, ...] = SHAPE_OPS) -> onnx.NodeProto | None:
-        """The ``op_type`` node ``tensor`` comes from, looking back through ``through`` ops only."""
+    def source(self, tensor: str, op_type: str, through: tuple[str, ...] = SHAPE_OPS,
+               hops: int = MAX_HOPS) -> onnx.NodeProto | None:
+        """The ``op_type`` node ``tensor`` comes from, looking back through at most ``hops`` ``through`` ops."""
         t = tensor
-        for _ in range(MAX_HOPS):
+        for _ in range(hops):
             p = self.producer.get(t)
             if p is None:
                 return None
@@ -105,12 +106,13 @@ class GraphIndex:
         """Nodes that read any output of ``node``."""
         return [c for o in node.output for c in self.consumers.get(o, [])]
 
-    def only_through_shape_ops(self, node: onnx.NodeProto, accept: Callable[[onnx.NodeProto], bool]) -> bool:
+    def only_through_shape_ops(self, node: onnx.NodeProto, accept: Callable[[onnx.NodeProto], bool],
+                               max_depth: int = MAX_HOPS) -> bool:
         """``accept(node)``, or ``node`` is a shape op whose every reader (recursively) is accepted."""
         def ok(n: onnx.NodeProto, depth: int) -> bool:
             if accept(n):
                 return True
-            if n.op_type not in SHAPE_OPS or depth > MAX_HOPS:
+            if n.op_type not in SHAPE_OPS or depth > max_depth:
                 return False
             cons = self.readers(n)
             return bool(cons) and all(ok(c, depth + 1) for c in cons)
@@ -166,12 +168,14 @@ class GraphIndex:
                 stack.extend(i for i in p.input if i)
         return found
 
-    def large_constant_nodes(self, threshold: float, op_types: tuple[str, ...] | None = None) -> list[str]:
+    def large_constant_nodes(self, threshold: float, op_types: tuple[str, ...] | None = None,
+                             weights_only: bool = False) -> list[str]:
         """Nodes (of ``op_types``, default any) fed by a float constant whose largest |value| > ``threshold``.
 
         BatchNorm folded over a channel whose running variance is ~0 gives weights near 100
         and biases near 2000 whose products cancel; FP16 and INT8 both round such terms
-        relative to their size, not to the small result. Graph order.
+        relative to their size, not to the small result. ``weights_only`` looks only at
+        initializers in the weight/bias positions (inputs after the first). Graph order.
         """
         big: dict[str, bool] = {}
 
@@ -182,17 +186,22 @@ class GraphIndex:
                 big[tensor] = a is not None and a.size > 0 and float(np.abs(a).max()) > threshold
             return big[tensor]
 
+        inits = {t.name for t in self.graph.initializer}
+
+        def inputs(n: onnx.NodeProto) -> list[str]:
+            return [i for i in n.input[1:] if i in inits] if weights_only else [i for i in n.input if i in self.tensors]
+
         return [self.name(n) for n in self.nodes
                 if n.op_type != "Constant" and (op_types is None or n.op_type in op_types)
-                and any(large(i) for i in n.input if i in self.tensors)]
+                and any(large(i) for i in inputs(n))]
 
 
-def ensure_node_names(model: onnx.ModelProto) -> onnx.ModelProto:
+def ensure_node_names(model: onnx.ModelProto, prefix: str = "") -> onnx.ModelProto:
     """Give unnamed nodes stable, unique names (in place): exclusion lists and manifests name nodes."""
     used = {n.name for n in model.graph.node if n.name}
     for i, n in enumerate(model.graph.node):
         if not n.name:
-            name = f"{n.op_type}_{i}"
+            name = f"{prefix}{n.op_type}_{i}"
             while name in used:
                 name += "_"
             n.name = name
@@ -204,12 +213,20 @@ def _through_graphsurgeon(model: onnx.ModelProto, rewrite: Callable[[Any], Any])
     """Run an onnx-graphsurgeon graph rewrite and write the result back into ``model`` (in place).
 
     graphsurgeon does not carry per-node ``metadata_props`` (the torch exporter's stack
-    traces and module scopes); callers that need them read them before the rewrite.
+    traces with build-machine paths, and module scopes): rewritten graphs ship without
+    them, and callers that need them (QAT maps nodes to torch layers) read the FP32 graph.
     """
-    import onnx_graphsurgeon as gs
+    try:
+        import onnx_graphsurgeon as gs
+    except ImportError as e:
+        from boq_edge.export.onnx_export import ExportError
 
+        raise ExportError("onnx-graphsurgeon is not installed: install boq-edge[onnx]") from e
     graph = gs.import_onnx(model)
-    rewrite(graph)
+    try:
+        rewrite(graph)
+    except Exception as e:  # graphsurgeon raises its own types, e.g. for a cycle
+        raise ValueError(f"ONNX graph rewrite failed (a cycle or a dangling input?): {e}") from e
     model.graph.CopyFrom(gs.export_onnx(graph, do_type_check=False).graph)
     return model
 
@@ -223,7 +240,8 @@ def cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
     """Remove nodes and initializers no graph output depends on (in place; returns ``model``).
 
     Q/DQ rewrites orphan quantizer pairs, scales and float weights; ONNX Runtime warns
-    about each one on load and they cost file size.
+    about each one on load and they cost file size. Any other dead node goes too (it
+    computes nothing the outputs use).
     """
     return _through_graphsurgeon(model, lambda g: g.cleanup(remove_unused_graph_inputs=False))
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from boq_edge.calibration.options import Int8Options
 from boq_edge.export.onnx_export import MIN_OPSET
+
+if TYPE_CHECKING:  # a type only: importing the INT8 package would pull in onnx for every FP32 export
+    from boq_edge.calibration.options import Int8Options
 
 DEFAULT_BATCH_RANGE = (1, 1, 8)
 
@@ -107,7 +109,7 @@ class ExportOptions:
 
             owner = owner_of(type(self.target_options))
             flags = getattr(self.target_options, "flags", type(self.target_options).__name__)
-            raise ExportOptionsError(f"{flags} apply to --target {owner} only, not {target.name}")
+            raise ExportOptionsError(f"{flags} is for --target {owner} only, not {target.name}")
 
     @property
     def options_of_target(self) -> Any:

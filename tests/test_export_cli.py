@@ -71,7 +71,7 @@ def test_export_options_check_their_own_rules() -> None:
         ExportOptions("onnx", "int8")
     with pytest.raises(ExportOptionsError, match="only with --int8"):
         ExportOptions("onnx", "fp16", int8=Int8Options(calibration="c.json"))
-    with pytest.raises(ExportOptionsError, match="--inference-precision apply to --target openvino only"):
+    with pytest.raises(ExportOptionsError, match=r"OpenVINOOptions \(--inference-precision\) is for --target openvino"):
         ExportOptions("trt", target_options=OpenVINOOptions())
     with pytest.raises(ExportOptionsError, match="opset 17"):
         ExportOptions("onnx", opset=17)

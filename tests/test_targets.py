@@ -97,6 +97,12 @@ def test_registered_target_exports_through_api_and_cli(toy_registered, tiny_chec
     assert r.exit_code == 2 and "does not export fp16" in r.output
     with pytest.raises(ValueError, match="already used by target 'toy'"):
         targets.register_target(toy_registered)
+    bad = type("Bad", (type(toy_registered),), {"name": "Toy2", "aliases": ()})
+    with pytest.raises(ValueError, match="lower case"):
+        targets.register_target(bad)
+    bad = type("Bad", (type(toy_registered),), {"name": "toy3", "aliases": (), "default_backend": "tflite"})
+    with pytest.raises(ValueError, match="not a runtime backend"):
+        targets.register_target(bad)
 
 
 def test_installed_plugin_is_found_by_entry_point(toy_module: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ import importlib
 from boq_edge.cli.app import app, main
 
 # One module per command, named after it; each registers its command on ``app`` at import.
-# They import only typer/rich at the top (torch and the runtimes inside the command), so
-# `boq-edge --help` stays fast and a device without torch loads them all.
+# At the top they import only typer, rich and light boq-edge modules (the target registry);
+# torch, onnx and the runtimes are imported inside the commands, so `boq-edge --help` stays
+# fast and a device without torch loads them all.
 _COMMAND_MODULES = (
     "quickstart", "init", "presets", "import_official", "info", "fold", "train", "eval", "calibrate",
     "export", "build_engine", "lint_qdq", "validate", "gate", "bench", "embed",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -39,6 +40,22 @@ def parse_key_values(items: list[str] | None, flag: str, example: str = "frames=
             fail(f"{flag} takes KEY=VALUE (e.g. {flag} {example}), got {item!r}")
         out[key.strip().replace("-", "_")] = int(value) if value.strip().lstrip("-").isdigit() else value
     return out
+
+
+def load_model(ckpt: Path | None, preset: str | None, backbone_weights: Path | None):  # noqa: ANN202
+    """A model from a checkpoint, or from a preset (optionally with backbone weights)."""
+    from boq_edge.model import CheckpointError, build_model, get_preset, load_checkpoint
+
+    if (ckpt is None) == (preset is None):
+        fail("give either a checkpoint file or --preset NAME (not both)")
+    try:
+        if ckpt is not None:
+            model, config, meta = load_checkpoint(ckpt)
+            return model, config, meta
+        config = get_preset(preset)  # type: ignore[arg-type]
+        return build_model(config, backbone_weights), config, {"source": f"preset {config.name}"}
+    except (CheckpointError, KeyError, ValueError, FileNotFoundError) as e:
+        fail(str(e).strip("'\""))
 
 
 def main() -> None:

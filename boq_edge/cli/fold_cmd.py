@@ -7,23 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from boq_edge.cli.app import app, console, fail
-
-
-def load_model(ckpt: Path | None, preset: str | None, backbone_weights: Path | None):  # noqa: ANN202
-    """A model from a checkpoint, or from a preset (optionally with backbone weights)."""
-    from boq_edge.model import CheckpointError, build_model, get_preset, load_checkpoint
-
-    if (ckpt is None) == (preset is None):
-        fail("give either a checkpoint file or --preset NAME (not both)")
-    try:
-        if ckpt is not None:
-            model, config, meta = load_checkpoint(ckpt)
-            return model, config, meta
-        config = get_preset(preset)  # type: ignore[arg-type]
-        return build_model(config, backbone_weights), config, {"source": f"preset {config.name}"}
-    except (CheckpointError, KeyError, ValueError, FileNotFoundError) as e:
-        fail(str(e).strip("'\""))
+from boq_edge.cli.app import app, console, fail, load_model
 
 
 @app.command("fold")

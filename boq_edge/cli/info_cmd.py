@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from boq_edge.cli.app import app, console, fail
+from boq_edge.cli.app import app, console, fail, load_model
 
 
 @app.command("info")
@@ -21,7 +21,6 @@ def info_cmd(path: Path = typer.Argument(..., help="A .boq checkpoint or an arti
 
 
 def show_checkpoint(path: Path) -> None:
-    from boq_edge.cli.fold_cmd import load_model
     from boq_edge.model import CheckpointError, read_checkpoint_header
 
     try:

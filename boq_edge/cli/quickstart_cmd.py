@@ -26,7 +26,7 @@ def quickstart_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train (or take a checkpoint) → ONNX FP32 + OpenVINO/ONNX Runtime INT8 bundles → validate → table."""
-    from boq_edge.cli.validate_cmds import print_validation_table
+    from boq_edge.cli.reports import print_validation_table
     from boq_edge.model import CheckpointError
     from boq_edge.quickstart import QuickstartConfig, QuickstartError, run_quickstart
 

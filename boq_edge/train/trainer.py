@@ -243,8 +243,8 @@ def _load_resume(cfg: TrainConfig, resume: str | os.PathLike | None) -> dict[str
     return state
 
 
-def _read_places(cfg: TrainConfig) -> tuple[PlaceSet, str, int]:
-    """The training places (those with at least k images), their format and k."""
+def _read_places(cfg: TrainConfig) -> tuple[PlaceSet, int]:
+    """The training places (those with at least k images) and k."""
     try:
         opts: dict[str, Any] = {}
         fmt = cfg.format
@@ -272,7 +272,7 @@ def _read_places(cfg: TrainConfig) -> tuple[PlaceSet, str, int]:
                           {**places.skipped, "places_with_fewer_than_k": len(places.places) - len(usable)})
     if places.num_places < 2:
         raise TrainError(f"{places.name}: only {places.num_places} place(s) with >= {k} images; need at least 2")
-    return places, fmt, k
+    return places, k
 
 
 def _read_validation(cfg: TrainConfig, places: PlaceSet) -> Any:
@@ -294,9 +294,9 @@ class _Run:
     """One training run: its model, optimizer and counters; each method is one phase of :func:`_train`."""
 
     def __init__(self, cfg: TrainConfig, di: DistInfo, places: PlaceSet, k: int, benchmark: Any,
-                 state: dict[str, Any] | None, log: Log) -> None:
+                 state: dict[str, Any] | None, log: Log, t_start: float) -> None:
         self.cfg, self.di, self.places, self.k, self.benchmark, self.log = cfg, di, places, k, benchmark, log
-        self.t_start = time.perf_counter()
+        self.t_start = t_start  # the wall-time budget counts from the start of train(), data reading included
         self.device = cfg.device or (f"cuda:{di.local_rank}" if torch.cuda.is_available() else "cpu")
         torch.set_num_threads(cfg.threads or max(1, _cores() // di.local_world_size))
         self.say = log if di.is_main else (lambda m: None)
@@ -520,9 +520,10 @@ class _Run:
 
 def _train(cfg: TrainConfig, di: DistInfo, resume: str | os.PathLike | None, stop_after_steps: int | None,
            log: Log) -> TrainResult:
+    t_start = time.perf_counter()
     state = _load_resume(cfg, resume)
-    places, _, k = _read_places(cfg)
-    run = _Run(cfg, di, places, k, _read_validation(cfg, places), state, log)
+    places, k = _read_places(cfg)
+    run = _Run(cfg, di, places, k, _read_validation(cfg, places), state, log, t_start)
     run.open_outputs()
     interrupted = False
     with _graceful_interrupt() as sigint:

@@ -25,9 +25,16 @@ TARGETS: dict[str, Target] = {}
 
 def register_target(target: Target | type[Target], *, replace: bool = False) -> Target:
     """Add a target (instance or class) to :data:`TARGETS`; its name and aliases must be new."""
+    from boq_edge.runtime import BACKENDS
+
     t = target() if isinstance(target, type) else target
     if not isinstance(t, Target):
         raise TypeError(f"{target!r} is not a boq_edge Target")
+    if any(k != k.lower() for k in (t.name, *t.aliases)):
+        raise ValueError(f"target names and aliases are lower case: {type(t).__name__} has {(t.name, *t.aliases)}")
+    if t.default_backend not in BACKENDS:
+        raise ValueError(f"{type(t).__name__}.default_backend {t.default_backend!r} is not a runtime backend "
+                         f"({', '.join(BACKENDS)})")
     taken = {alias: name for name, other in TARGETS.items() for alias in (name, *other.aliases)
              if not (replace and name == t.name)}
     for key in (t.name, *t.aliases):

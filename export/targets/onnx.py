@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from boq_edge.export.onnx_export import DYNAMO_EXPORTER, ONNX_FILE
+from boq_edge.export.onnx_export import DYNAMO_EXPORTER, ONNX_FILE, ORT_QUANTIZER
 from boq_edge.export.targets.base import Target
 
 from boq_edge.runtime.manifest import ROLE_ONNX
@@ -47,7 +47,7 @@ class OnnxTarget(Target):
         from boq_edge.calibration.ptq_onnx import quantize_onnx
 
         staged = job.work / ONNX_FILE
-        scheme, exporter = Scheme(self.ptq_scheme), DYNAMO_EXPORTER
+        scheme, exporter = Scheme(self.ptq_scheme), f"{DYNAMO_EXPORTER}, rewritten by {ORT_QUANTIZER}"
         reverted: list[str] = []
         notes: list[str] = []
         qat = None

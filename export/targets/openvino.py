@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from boq_edge.export.bundle import ManifestDraft
     from boq_edge.export.options import ExportOptions
 
-IR_DIR = "openvino"
 IR_FILE = "openvino/model.xml"
 BIN_FILE = "openvino/model.bin"
 
@@ -44,7 +43,7 @@ BIN_FILE = "openvino/model.bin"
 class OpenVINOOptions:
     compress_to_fp16: bool = False
     inference_precision: str = "f32"
-    flags: ClassVar[str] = "--inference-precision"
+    flags: ClassVar[str] = "OpenVINOOptions (--inference-precision)"
 
     def __post_init__(self) -> None:
         if self.inference_precision not in INFERENCE_PRECISIONS:
@@ -134,4 +133,4 @@ class OpenVINOTarget(Target):
                            reverted_to_float=reverted, qat=qat)
 
 
-__all__ = ["BIN_FILE", "IR_DIR", "IR_FILE", "OpenVINOOptions", "OpenVINOTarget", "emit_openvino"]
+__all__ = ["BIN_FILE", "IR_FILE", "OpenVINOOptions", "OpenVINOTarget", "emit_openvino"]

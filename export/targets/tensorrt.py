@@ -50,7 +50,11 @@ SECTION = "tensorrt"  # this target's manifest section: engine state, build info
 
 @dataclass(frozen=True)
 class TensorRTOptions:
-    """Engine build settings; at export, ``build_engine`` says whether to build now (None: where possible)."""
+    """Engine build settings; at export, ``build_engine`` says whether to build now (None: where possible).
+
+    ``batch_range`` and ``input_name`` are the bundle's own: :func:`build_engine_for_bundle`
+    takes them from the manifest (they are here for :func:`build_engine` on a bare ONNX file).
+    """
 
     batch_range: tuple[int, int, int] = (1, 1, 8)
     input_name: str = "images"
@@ -60,7 +64,7 @@ class TensorRTOptions:
     builder_optimization_level: int | None = None
     verbose: bool = False
     build_engine: bool | None = None
-    flags: ClassVar[str] = "--workspace-gib and --build-engine"
+    flags: ClassVar[str] = "TensorRTOptions (--workspace-gib, --build-engine)"
 
 
 @dataclass(frozen=True)
