@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from boq_edge.fileio import atomic_write_bytes, default_mode, file_sha256
+from boq_edge.runtime import embedded
 from boq_edge.runtime.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
@@ -162,6 +163,7 @@ def write_bundle(stage: str | os.PathLike, out_dir: str | os.PathLike, manifest:
         if p.is_file() and p.name.endswith(".tmp"):
             raise BundleError(f"left-over temp file in staged bundle: {p.name}")
     fields = manifest.to_dict()
+    embedded.embed(stage, fields)  # before hashing: the model files' hashes then protect these facts
     fields.setdefault("created_utc", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     fields["files"] = hash_files(stage)
     write_manifest(stage, fields)

@@ -42,7 +42,7 @@ def _copy(bundle: Path, tmp_path: Path) -> Path:
 
 def test_manifest_fields(bundle: Path, ckpt: Path) -> None:
     d = json.loads((bundle / "manifest.json").read_text())
-    assert d["schema"] == "boq-edge-bundle" and d["schema_version"] == 1
+    assert d["schema"] == "boq-edge-bundle" and d["schema_version"] == 2
     assert d["preset"] == "mobilenetv2-2048" and d["model_config"]["name"] == "mobilenetv2-2048"
     assert d["descriptor_dim"] == 2048 and d["output"]["shape"] == ["batch", 2048]
     assert d["input"] == {"name": "images", "shape": ["batch", 3, 64, 64], "dtype": "float32", "layout": "NCHW"}
@@ -77,11 +77,11 @@ def test_flipped_byte_is_refused(bundle: Path, tmp_path: Path) -> None:
 def test_missing_file_unsafe_path_and_schema_are_refused(bundle: Path, tmp_path: Path) -> None:
     b = _copy(bundle, tmp_path)
     d = load_manifest_dict(b)
-    d["schema_version"] = 2
+    d["schema_version"] = 1  # a bundle from before deployment facts were embedded in the model file
     (b / "manifest.json").write_text(json.dumps(d))
-    with pytest.raises(BundleError, match="schema version 2"):
+    with pytest.raises(BundleError, match="schema version 1"):
         read_manifest(b)
-    d["schema_version"] = 1
+    d["schema_version"] = 2
     d["files"]["../outside.bin"] = "0" * 64
     (b / "manifest.json").write_text(json.dumps(d))
     with pytest.raises(BundleError, match="unsafe path"):
@@ -127,3 +127,56 @@ def test_runtime_splits_and_pads_to_the_batch_range(bundle: Path, tmp_path: Path
         rt(np.zeros((1, 3, 32, 32), np.float32))
     with pytest.raises(ValueError, match="must be float32"):
         rt(np.zeros((1, 3, 64, 64), np.float64))
+
+
+def _rewrite(b: Path, d: dict) -> None:
+    write_manifest(b, {k: v for k, v in d.items() if k not in ("schema", "schema_version")})
+
+
+def test_edited_manifest_is_refused_by_info_and_runtime(bundle: Path, tmp_path: Path) -> None:
+    """Preprocessing edited to mean 0 / std 1: every file still hashes, but the model file says otherwise."""
+    b = _copy(bundle, tmp_path)
+    d = load_manifest_dict(b)
+    d["preprocessing"] = {**d["preprocessing"], "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    _rewrite(b, d)
+    with pytest.raises(BundleError, match=r"preprocessing\.mean, preprocessing\.std differ from what model.onnx"):
+        read_manifest(b)
+    with pytest.raises(BundleError, match="edited manifest"):
+        load_runtime(b)
+    r = runner.invoke(app, ["info", str(b)])
+    assert r.exit_code == 2 and "preprocessing.mean" in r.output
+    d = load_manifest_dict(bundle)
+    d["output"] = {**d["output"], "name": "other"}
+    b2 = _copy(bundle, tmp_path / "2")
+    _rewrite(b2, d)
+    with pytest.raises(BundleError, match="output.name"):
+        read_manifest(b2)
+
+
+def test_unlisted_files_and_links_are_refused(bundle: Path, tmp_path: Path) -> None:
+    """A file a runtime could load (external data, an OpenVINO .bin) must be listed; no links at all."""
+    b = _copy(bundle, tmp_path)
+    (b / "model.onnx.data").write_bytes(b"weights nobody hashed")
+    with pytest.raises(BundleError, match="model.onnx.data is not listed"):
+        read_manifest(b)
+    (b / "model.onnx.data").unlink()
+    outside = tmp_path / "outside.onnx"
+    outside.write_bytes((b / "model.onnx").read_bytes())
+    (b / "model.onnx").unlink()
+    (b / "model.onnx").symlink_to(outside)
+    with pytest.raises(BundleError, match="model.onnx is a symbolic link"):
+        read_manifest(b)
+
+
+def test_openvino_bin_must_be_listed(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The .bin OpenVINO reads beside model.xml, dropped from the manifest and then changed, is refused."""
+    b = api.export_model(tiny_checkpoint, tmp_path / "ov", ExportOptions("openvino"))
+    read_manifest(b)
+    d = load_manifest_dict(b)
+    del d["files"]["openvino/model.bin"]
+    _rewrite(b, d)
+    data = bytearray((b / "openvino/model.bin").read_bytes())
+    data[-100] ^= 0x55
+    (b / "openvino/model.bin").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="openvino/model.bin is not listed"):
+        load_runtime(b)

@@ -1,12 +1,17 @@
 """The bundle manifest: read, verify and (for the export side) write ``manifest.json``.
 
 The manifest is the contract between the workstation that exports and the device that
-runs, so this module is torch-free: a device reads and verifies bundles with numpy-free
-standard library code. ``boq_edge.export.bundle`` reuses it for writing.
+runs, so this module is torch-free and needs no inference library: a device reads and
+verifies bundles with standard-library code (and the light target registry).
+``boq_edge.export.bundle`` reuses it for writing.
 
 A bundle is refused, with the file named, when the manifest is missing or malformed,
 its schema version is unknown, a listed file is missing, a listed path points outside
-the bundle, or a file's sha256 differs from the recorded one (a flipped byte is enough).
+the bundle, a file's sha256 differs from the recorded one (a flipped byte is enough), the
+bundle holds a file the manifest does not list (a runtime may load it: OpenVINO reads the
+``.bin`` beside the ``.xml``, ONNX its external data) or any symbolic link, or the
+deployment facts embedded in the model file (:mod:`boq_edge.runtime.embedded`) differ from
+the manifest's — an edited manifest.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 from boq_edge.fileio import atomic_write_bytes, file_sha256
 
 SCHEMA = "boq-edge-bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: deployment facts embedded in the model files, every file listed
 MANIFEST_NAME = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -80,7 +85,7 @@ class Manifest:
     def section(self, name: str) -> dict[str, Any]:
         """A target's own manifest section (e.g. ``tensorrt``: engine state); empty if absent.
 
-        Only the target module that writes a section reads it.
+        Only the target that writes a section, and its runtime backend, read it.
         """
         value = self.raw.get(name)
         return dict(value) if isinstance(value, dict) else {}
@@ -138,9 +143,26 @@ def hash_files(bundle_dir: str | os.PathLike, relpaths: list[str] | None = None)
     return {rel: file_sha256(_safe_relpath(root, rel)) for rel in relpaths}
 
 
+def _walk(root: Path) -> list[str]:
+    """Every file under the bundle (relative, POSIX), refusing symbolic links anywhere in it."""
+    out = []
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        for name in [*dirs, *names]:
+            p = Path(folder, name)
+            if p.is_symlink():
+                raise BundleError(f"{root}: {p.relative_to(root).as_posix()} is a symbolic link; bundles hold "
+                                  f"plain files only (copy the file in and re-export)")
+        out += [Path(folder, n).relative_to(root).as_posix() for n in names]
+    return out
+
+
 def verify_files(bundle_dir: str | os.PathLike, files: dict[str, str]) -> None:
-    """Raise :class:`BundleError` naming the first missing or altered file."""
+    """Raise :class:`BundleError` naming the first missing, altered, unlisted or linked file."""
     root = Path(bundle_dir)
+    unlisted = sorted(set(_walk(root)) - set(files) - {MANIFEST_NAME})
+    if unlisted:
+        raise BundleError(f"{root}: {', '.join(unlisted[:3])} {'is' if len(unlisted) == 1 else 'are'} not listed "
+                          f"in the manifest (a runtime could load unverified data); re-export the bundle")
     for rel, expected in files.items():
         path = _safe_relpath(root, rel)
         if not path.is_file():
@@ -171,12 +193,37 @@ def load_manifest_dict(bundle_dir: str | os.PathLike) -> dict[str, Any]:
     return d
 
 
+def check_embedded(m: Manifest) -> None:
+    """The deployment facts in each model file must equal the manifest's (else it was edited)."""
+    from boq_edge.runtime import embedded
+
+    expected = embedded.deployment_fields(m.raw)
+    readers = ((ROLE_ONNX, embedded.read_onnx_metadata_value), (ROLE_OPENVINO, embedded.read_openvino_rt_info))
+    for role, read in readers:
+        path = m.artifact_path(role)
+        if path is None:
+            continue
+        try:
+            text = read(path)
+            found = json.loads(text) if text is not None else None
+        except (embedded.EmbeddedFieldsError, ValueError) as e:
+            raise BundleError(f"{m.bundle_dir}: {path.name}: {e}") from None
+        if found is None:
+            raise BundleError(f"{m.bundle_dir}: {path.name} carries no deployment record (exported by an older "
+                              f"boq-edge?); re-export the bundle")
+        differ = embedded.differing_fields(expected, found)
+        if differ:
+            raise BundleError(f"{m.bundle_dir}: manifest field(s) {', '.join(differ)} differ from what "
+                              f"{path.name} was exported with (an edited manifest?); re-export the bundle")
+
+
 def read_manifest(bundle_dir: str | os.PathLike, verify: bool = True) -> Manifest:
-    """Read a bundle's manifest; with ``verify`` (the default) check every file's sha256."""
+    """Read a bundle's manifest; with ``verify`` (the default) check every file and the embedded facts."""
     root = Path(bundle_dir)
     m = Manifest.from_dict(root, load_manifest_dict(root))
     if verify:
         verify_files(root, m.files)
+        check_embedded(m)
     return m
 
 
