@@ -123,6 +123,19 @@ def test_cache_hits_misses_and_atomic_files(images: list[Path], tmp_path: Path) 
     assert not redo.from_cache and sum(calls) == 11 * 4 + 10
 
 
+def test_changed_image_under_the_same_name_is_extracted_again(images: list[Path], tmp_path: Path,
+                                                               write_image) -> None:
+    """The cache key covers content: new pixels under an old name never get the old descriptors."""
+    kw = dict(batch_size=4, num_workers=0, cache_dir=tmp_path / "c", cache_key="model|data", progress=False)
+    first = extract_descriptors(_embed, images, SPEC, **kw)
+    write_image(images[5], seed=99, size=(16, 12))  # same file name, other content
+    again = extract_descriptors(_embed, images, SPEC, **kw)
+    assert not again.from_cache
+    assert not np.array_equal(again.descriptors[5], first.descriptors[5])
+    np.testing.assert_array_equal(again.descriptors, _embed(preprocess_batch(images, SPEC)).astype(np.float32))
+    assert extract_descriptors(_embed, images, SPEC, **kw).from_cache  # and that content is cached in turn
+
+
 def test_cached_skips_still_stop_without_skip_corrupt(images: list[Path], tmp_path: Path) -> None:
     images[2].write_bytes(b"broken")
     kw = dict(batch_size=4, num_workers=0, cache_dir=tmp_path / "c", cache_key="k", progress=False)

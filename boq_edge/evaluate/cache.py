@@ -1,4 +1,4 @@
-"""On-disk descriptor cache, keyed by model hash + benchmark fingerprint + preprocessing.
+"""On-disk descriptor cache, keyed by model hash + benchmark fingerprint + preprocessing + image contents.
 
 Re-extracting a benchmark is the slow part of every evaluation, and the gates evaluate
 the same model on the same data repeatedly. Entries are a ``.npy`` of descriptors and a
@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from boq_edge.fileio import atomic_write, atomic_write_text
+from boq_edge.fileio import atomic_write, atomic_write_text, file_sha256
 from boq_edge.preprocess import Preprocessing
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: image contents are part of the key
 
 
 def default_cache_dir() -> Path:
@@ -33,17 +33,23 @@ def default_cache_dir() -> Path:
 
 
 def entry_key(cache_key: str, paths: Sequence[os.PathLike | str], preprocessing: Preprocessing) -> str:
-    """Digest of the caller's key, the preprocessing and the image names (not their directory).
+    """Digest of the caller's key, the preprocessing, and each image's name and content (not its directory).
 
-    Names are included so that one caller key used with two different image lists cannot
-    collide; directories are not, so a dataset that moves keeps its cache.
+    Content (the file's sha256) is in the key so that an image changed under the same name
+    is extracted again — a cache must never return the old Recall@1 for new pixels. Names
+    are in it so that one caller key used with two different image lists cannot collide;
+    directories are not, so a dataset that moves keeps its cache.
     """
     h = hashlib.sha256()
     head = {"v": CACHE_VERSION, "key": cache_key, "pre": preprocessing.to_dict()}
     h.update(json.dumps(head, sort_keys=True).encode())
     h.update(str(len(paths)).encode())
     for p in paths:
-        h.update(b"\0" + Path(p).name.encode())
+        try:
+            content = file_sha256(p)
+        except OSError:  # unreadable: extraction names the file; the key only has to differ
+            content = "unreadable"
+        h.update(b"\0" + Path(p).name.encode() + b"\0" + content.encode())
     return h.hexdigest()[:40]
 
 
