@@ -107,6 +107,23 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise CorruptImageError(p, str(e) or type(e).__name__) from e
 
 
+def pixel_digest(path: str | os.PathLike) -> str | None:
+    """sha256 of an image's decoded RGB pixels (and size), or None for a constant image.
+
+    Two files with equal pixels are the same image whatever their encoding (a PNG re-saved,
+    a copy under another name); a constant image (a blank frame) identifies no place, so it
+    gets no digest and never counts as a shared image.
+    """
+    import hashlib
+
+    arr = np.asarray(load_image(path))
+    if arr.size == 0 or arr.min() == arr.max():
+        return None
+    h = hashlib.sha256(f"{arr.shape}".encode())
+    h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
 def _as_pil(item: ImageLike) -> Image.Image:
     if isinstance(item, Image.Image):
         return item.convert("RGB")

@@ -28,6 +28,7 @@ from boq_edge.calibration.calibset import (
     CalibrationOverlapError,
     CalibrationSet,
     FewCalibrationImagesWarning,
+    RepeatedCalibrationImagesWarning,
     build_calibration_set,
     calibration_set_from_paths,
     check_not_eval,
@@ -41,6 +42,7 @@ from boq_edge.calibration.pipeline import AccuracyBudgetError, QuantizationRepor
 __all__ = [
     "AccuracyBudgetError", "CalibrationError", "CalibrationOverlapError", "CalibrationSet",
     "FewCalibrationImagesWarning", "Int8Options", "Int8OptionsError", "LintReport", "Method", "QuantizationReport",
-    "Scheme", "ValidationSpec", "Violation", "build_calibration_set", "calibration_set_from_paths", "check_not_eval",
-    "lint_file", "lint_model", "load_calibration_set", "quantize_model", "save_calibration_set",
+    "RepeatedCalibrationImagesWarning", "Scheme", "ValidationSpec", "Violation", "build_calibration_set",
+    "calibration_set_from_paths", "check_not_eval", "lint_file", "lint_model", "load_calibration_set",
+    "quantize_model", "save_calibration_set",
 ]

@@ -8,10 +8,13 @@ so the same data, options, seed and N give the same bytes and the same hash — 
 that goes into every INT8 bundle.
 
 Calibrating on the evaluation split would hide quantization error from the very number
-that is supposed to expose it, so :func:`check_not_eval` refuses it: by path, by file
-content, and, for aligned sequences such as Nordland, by the frame-range rule (the
-calibration frames must not overlap the evaluation frames, even where the sample happens
-to miss them).
+that is supposed to expose it, so :func:`check_not_eval` refuses it: by path, by decoded
+pixels (a re-encoded or renamed copy is the same image; see
+:func:`boq_edge.preprocess.pixel_digest`), and, for aligned sequences such as Nordland, by
+the frame-range rule (the calibration frames must not overlap the evaluation frames, even
+where the sample happens to miss them). The manifest records each image's pixel digest,
+so the check can be repeated where the images are not (``boq-edge validate`` does it for
+every INT8 bundle), and whether a leak check was done at all.
 
 Torch-free.
 """
@@ -50,6 +53,10 @@ class FewCalibrationImagesWarning(UserWarning):
     """Fewer images than INT8 calibration needs to be trusted (< 300)."""
 
 
+class RepeatedCalibrationImagesWarning(UserWarning):
+    """Some calibration images have the same pixels as others (they add no information)."""
+
+
 @dataclass(frozen=True)
 class CalibrationSet:
     """Images chosen for calibration, where they came from, and how they were chosen."""
@@ -58,9 +65,10 @@ class CalibrationSet:
     paths: list[Path]  # absolute
     sha256: list[str]
     seed: int
-    source: dict[str, Any] = field(default_factory=dict)  # format, options, pool size, fingerprint
+    source: dict[str, Any] = field(default_factory=dict)  # format, options, pool size, fingerprint, leak check
     manifest_path: Path | None = None
     manifest_sha256: str | None = None
+    pixels: list[str | None] | None = None  # decoded-pixel digests (None entry: a constant image)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -73,8 +81,18 @@ class CalibrationSet:
             "seed": self.seed,
             "num_images": len(self.paths),
             "source": self.source,
-            "images": [{"path": _rel(p, self.root), "sha256": h} for p, h in zip(self.paths, self.sha256, strict=True)],
+            "images": [{"path": _rel(p, self.root), "sha256": h, "pixels_sha256": px}
+                       for p, h, px in zip(self.paths, self.sha256, self.pixel_digests(), strict=True)],
         }
+
+    def pixel_digests(self) -> list[str | None]:
+        """Decoded-pixel digests: recorded ones, else computed from the images (which must then exist)."""
+        if self.pixels is None:
+            from boq_edge.preprocess import pixel_digest
+
+            object.__setattr__(self, "pixels", [pixel_digest(p) for p in self.paths])
+        assert self.pixels is not None
+        return self.pixels
 
     def to_json_bytes(self) -> bytes:
         return (json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n").encode()
@@ -137,7 +155,7 @@ def build_calibration_set(
     refused when it overlaps any of them (see :func:`check_not_eval`). Unreadable files are
     skipped (they would fail the calibration run later). Fewer than 300 images warns.
     """
-    from boq_edge.preprocess import CorruptImageError, load_image
+    from boq_edge.preprocess import CorruptImageError, pixel_digest
 
     data = Path(data)
     if not data.is_dir():
@@ -160,30 +178,36 @@ def build_calibration_set(
     source["data"] = str(data.resolve())
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pool))
-    chosen: list[Path] = []
+    chosen: dict[Path, str | None] = {}
     skipped = 0
     for i in order:
         if len(chosen) == n:
             break
         try:
-            load_image(pool[int(i)])
+            chosen[pool[int(i)]] = pixel_digest(pool[int(i)])  # decoding also proves the file readable
         except (CorruptImageError, OSError):
             skipped += 1
-            continue
-        chosen.append(pool[int(i)])
     if skipped:
         source["unreadable_skipped"] = skipped
     pos = {p: k for k, p in enumerate(pool)}
-    chosen.sort(key=lambda p: pos[p])  # pool order: stable, readable manifests
-    if len(chosen) < n:
-        warnings.warn(f"only {len(chosen)} readable images under {data} (asked for {n})",
+    order_kept = sorted(chosen, key=lambda p: pos[p])  # pool order: stable, readable manifests
+    digests = [chosen[p] for p in order_kept]
+    counts = Counter(d for d in digests if d is not None)
+    source["repeated_content"] = sum(c - 1 for c in counts.values())
+    if source["repeated_content"]:
+        warnings.warn(f"{source['repeated_content']} calibration images repeat the pixels of another one",
+                      RepeatedCalibrationImagesWarning, stacklevel=2)
+    if len(order_kept) < n:
+        warnings.warn(f"only {len(order_kept)} readable images under {data} (asked for {n})",
                       FewCalibrationImagesWarning, stacklevel=2)
-    if len(chosen) < MIN_RECOMMENDED:
-        warnings.warn(f"{len(chosen)} calibration images is fewer than {MIN_RECOMMENDED}; INT8 scales measured "
+    if len(order_kept) < MIN_RECOMMENDED:
+        warnings.warn(f"{len(order_kept)} calibration images is fewer than {MIN_RECOMMENDED}; INT8 scales measured "
                       f"on so few images may not hold on new data", FewCalibrationImagesWarning, stacklevel=2)
-    calib = CalibrationSet(root=data.resolve(), paths=[p.resolve() for p in chosen],
-                           sha256=[file_sha256(p) for p in chosen], seed=seed, source=source)
-    for bm in exclude:
+    excluded = list(exclude)
+    source["leak_check"] = [{"benchmark": bm.name, "fingerprint": bm.fingerprint()} for bm in excluded] or None
+    calib = CalibrationSet(root=data.resolve(), paths=[p.resolve() for p in order_kept],
+                           sha256=[file_sha256(p) for p in order_kept], seed=seed, source=source, pixels=digests)
+    for bm in excluded:
         check_not_eval(calib, bm)
     return calib
 
@@ -199,7 +223,7 @@ def calibration_set_from_paths(paths: Iterable[str | os.PathLike], *, root: str 
         raise CalibrationError(f"calibration image {missing[0]} does not exist")
     base = Path(root).resolve() if root is not None else Path(os.path.commonpath([str(p.parent) for p in ps]))
     src = {"format": "list", "options": {}, "pool_size": len(ps), **dict(source or {})}
-    return CalibrationSet(base, ps, [file_sha256(p) for p in ps], seed=-1, source=src)
+    return CalibrationSet(base, ps, [file_sha256(p) for p in ps], seed=-1, source={"leak_check": None, **src})
 
 
 def save_calibration_set(calib: CalibrationSet, path: str | os.PathLike) -> CalibrationSet:
@@ -207,7 +231,7 @@ def save_calibration_set(calib: CalibrationSet, path: str | os.PathLike) -> Cali
     data = calib.to_json_bytes()
     atomic_write_bytes(path, data)
     return CalibrationSet(calib.root, calib.paths, calib.sha256, calib.seed, calib.source,
-                          Path(path), hashlib.sha256(data).hexdigest())
+                          Path(path), hashlib.sha256(data).hexdigest(), calib.pixels)
 
 
 def load_calibration_set(path: str | os.PathLike, *, root: str | os.PathLike | None = None,
@@ -231,11 +255,12 @@ def load_calibration_set(path: str | os.PathLike, *, root: str | os.PathLike | N
         raise CalibrationError(f"{p} has manifest version {d.get('format_version')}, this boq-edge reads "
                                f"{FORMAT_VERSION}")
     base = Path(root) if root is not None else Path(d["root"])
-    paths, hashes = [], []
+    paths, hashes, pixels = [], [], []
     for item in d.get("images", []):
         ip = Path(item["path"])
         paths.append(ip if ip.is_absolute() else (base / ip))
         hashes.append(str(item["sha256"]))
+        pixels.append(item.get("pixels_sha256", "?"))
     if not paths:
         raise CalibrationError(f"{p} lists no images")
     if verify:
@@ -245,8 +270,9 @@ def load_calibration_set(path: str | os.PathLike, *, root: str | os.PathLike | N
                                        f"if the data moved")
             if file_sha256(ip) != h:
                 raise CalibrationError(f"calibration image {ip} changed since {p} was written (sha256 mismatch)")
+    recorded = None if "?" in pixels else pixels  # manifests from before pixel digests: computed when needed
     return CalibrationSet(base, paths, hashes, int(d.get("seed", 0)), dict(d.get("source", {})), p,
-                          hashlib.sha256(raw).hexdigest())
+                          hashlib.sha256(raw).hexdigest(), recorded)
 
 
 def _ranges_overlap(a: list[int | None] | None, b: list[int | None] | None) -> bool:
@@ -258,14 +284,29 @@ def _ranges_overlap(a: list[int | None] | None, b: list[int | None] | None) -> b
     return lo < hi
 
 
+def _pixel_set(benchmark: Any, paths: list[Path]) -> set[str]:
+    """Pixel digests of a benchmark's images, decoded once per benchmark object (several bundles share it)."""
+    cached = getattr(benchmark, "__dict__", {}).get("_pixel_digests")
+    if cached is None:
+        from boq_edge.preprocess import pixel_digest
+
+        cached = {d for d in (pixel_digest(p) for p in paths) if d is not None}
+        if hasattr(benchmark, "__dict__"):
+            object.__setattr__(benchmark, "_pixel_digests", cached)
+    return cached
+
+
 def check_not_eval(calib: CalibrationSet, benchmark: Any, *, check_content: bool = True) -> None:
     """Raise :class:`CalibrationOverlapError` when ``calib`` overlaps ``benchmark``'s images.
 
     Three rules: (1) both come from the same aligned-sequence folder and their frame ranges
-    overlap; (2) a calibration path is an evaluation path; (3) a calibration file has the same
-    bytes as an evaluation file — files repeated within a dataset (e.g. identical blank frames)
-    identify no place and are not counted.
+    overlap; (2) a calibration path is an evaluation path; (3) a calibration image has the same
+    decoded pixels as an evaluation image, whatever its file name or encoding — constant
+    images (blank frames) identify no place and are not counted.
     """
+    evals = [Path(p).resolve() for p in [*benchmark.query_paths, *benchmark.db_paths]]
+    eval_set = set(evals)
+    hits = [p for p in calib.paths if p.resolve() in eval_set]
     src = calib.source
     if benchmark.format == "aligned" and src.get("format") == "aligned":
         same_root = Path(src.get("data", "")).resolve() == Path(benchmark.root).resolve()
@@ -277,28 +318,23 @@ def check_not_eval(calib: CalibrationSet, benchmark: Any, *, check_content: bool
                 eshow = ":".join("" if v is None else str(v) for v in (e_rng or [None, None]))
                 raise CalibrationOverlapError(
                     f"calibration frames [{show or ':'}] overlap the evaluation frames [{eshow}] of "
-                    f"{benchmark.root}; draw calibration from disjoint frames (e.g. frames=:25000)")
-    evals = [Path(p).resolve() for p in [*benchmark.query_paths, *benchmark.db_paths]]
-    eval_set = set(evals)
-    hits = [p for p in calib.paths if p.resolve() in eval_set]
+                    f"{benchmark.root} ({len(hits)} of the {len(calib)} calibration images are evaluation images); "
+                    f"draw calibration from disjoint frames (e.g. frames=:25000)")
     if hits:
         raise CalibrationOverlapError(
             f"{len(hits)} calibration image(s) belong to the evaluation split {benchmark.name} "
             f"(e.g. {hits[0]}); calibrate on data the evaluation does not use")
     if check_content:
-        calib_counts = Counter(calib.sha256)
-        eval_hashes = [file_sha256(p) for p in evals]
-        eval_counts = Counter(eval_hashes)
-        shared = {h for h in calib_counts if h in eval_counts and eval_counts[h] == 1 and calib_counts[h] == 1}
-        if shared:
-            ex = next(p for p, h in zip(calib.paths, calib.sha256, strict=True) if h in shared)
+        eval_pixels = _pixel_set(benchmark, evals)
+        leaked = [p for p, d in zip(calib.paths, calib.pixel_digests(), strict=True) if d in eval_pixels]
+        if leaked:
             raise CalibrationOverlapError(
-                f"{len(shared)} calibration image(s) have the same content as evaluation images of "
-                f"{benchmark.name} (e.g. {ex}); calibrate on data the evaluation does not use")
+                f"{len(leaked)} calibration image(s) have the same decoded pixels as evaluation images of "
+                f"{benchmark.name} (e.g. {leaked[0]}); calibrate on data the evaluation does not use")
 
 
 __all__ = [
     "FORMAT", "MIN_RECOMMENDED", "PLAIN_FOLDER", "CalibrationError", "CalibrationOverlapError", "CalibrationSet",
-    "FewCalibrationImagesWarning", "build_calibration_set", "calibration_set_from_paths", "check_not_eval",
-    "load_calibration_set", "save_calibration_set",
+    "FewCalibrationImagesWarning", "RepeatedCalibrationImagesWarning", "build_calibration_set",
+    "calibration_set_from_paths", "check_not_eval", "load_calibration_set", "save_calibration_set",
 ]

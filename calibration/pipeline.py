@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from boq_edge.export.targets import Target
 
 EmbedFn = Callable[[np.ndarray], np.ndarray]
+CALIBRATION_FILE = "calibration.json"  # the calibration manifest, carried in every INT8 bundle
 NON_MANIFEST = ("artifacts", "onnx")  # QuantizationReport fields that go elsewhere in the manifest
 
 
@@ -50,6 +51,7 @@ class QuantizationReport:
     calibration_images: int
     calibration_source: dict[str, Any]
     float_ops: list[str]  # quantizable ops left in float: attention, ill-conditioned, accuracy-control reverts
+    calibration_file: str | None = None  # the bundle's copy of the calibration manifest (its sha256 is above)
     ill_conditioned: list[str] = field(default_factory=list)  # ONNX nodes always left float (graph.py)
     reverted_to_float: list[str] = field(default_factory=list)  # the accuracy-control part of float_ops
     cosine_to_fp32: float | None = None  # mean descriptor cosine on (up to 64) calibration images
@@ -218,6 +220,7 @@ def quantize_model(
         _record(report, outcome)
         _measure(report, outcome, job, ref_fn, tgt.name)
         report.files = _publish(outcome, Path(out_dir))
+        report.calibration_file = _carry_calibration(calib, Path(out_dir))
     options.say(f"INT8 model written: {', '.join(Path(f).name for f in report.files)}")
     return report
 
@@ -275,6 +278,23 @@ def _measure(report: QuantizationReport, outcome: Int8Outcome, job: Int8Job, ref
             f"{target} INT8 ({report.method}) loses {report.r1_drop:.2f} pp Recall@1 on {report.validation} "
             f"(FP32 {report.r1_fp32:.2f} → INT8 {report.r1_int8:.2f}), over the budget of {budget} pp; "
             f"try --qat-epochs, more calibration images, or a larger budget")
+
+
+def _carry_calibration(calib: CalibrationSet, out_dir: Path) -> str:
+    """Put the calibration manifest (its exact bytes: the recorded sha256) in the bundle.
+
+    ``validate`` then checks, wherever the bundle goes, that no calibration image is an
+    evaluation image (the manifest carries each image's decoded-pixel digest).
+    """
+    import hashlib
+
+    data = calib.manifest_path.read_bytes() if calib.manifest_path is not None else calib.to_json_bytes()
+    if hashlib.sha256(data).hexdigest() != calib.content_hash():
+        raise CalibrationError(f"{calib.manifest_path} changed while the INT8 model was made; run the export again")
+    from boq_edge.fileio import atomic_write_bytes
+
+    atomic_write_bytes(out_dir / CALIBRATION_FILE, data)
+    return CALIBRATION_FILE
 
 
 def _publish(outcome: Int8Outcome, out_dir: Path) -> list[str]:

@@ -12,7 +12,9 @@ from boq_edge.calibration import (
     CalibrationError,
     CalibrationOverlapError,
     FewCalibrationImagesWarning,
+    RepeatedCalibrationImagesWarning,
     build_calibration_set,
+    calibration_set_from_paths,
     check_not_eval,
     load_calibration_set,
     save_calibration_set,
@@ -20,11 +22,13 @@ from boq_edge.calibration import (
 from typer.testing import CliRunner
 
 from boq_edge.data import read_benchmark
+from boq_edge.fileio import file_sha256
 
 
 def _quiet_build(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewCalibrationImagesWarning)
+        warnings.simplefilter("ignore", RepeatedCalibrationImagesWarning)
         return build_calibration_set(*args, **kwargs)
 
 
@@ -84,8 +88,42 @@ def test_copied_eval_images_are_refused_by_content(nordland_dir: Path, tmp_path:
     for p in evaluation.query_paths[:30]:
         shutil.copy(p, copied / f"copy-{p.name}")
     calib = _quiet_build(copied, 30, format="images")
-    with pytest.raises(CalibrationOverlapError, match="same content"):
+    with pytest.raises(CalibrationOverlapError, match="30 calibration image.* same decoded pixels"):
         check_not_eval(calib, evaluation)
+
+
+def test_reencoded_and_repeated_eval_images_are_refused(nordland_dir: Path, tmp_path: Path) -> None:
+    """Other bytes, same pixels (PNG re-compressed, BMP), and the same image twice: still the evaluation's."""
+    from PIL import Image
+
+    evaluation = read_benchmark(nordland_dir, format="aligned", frames="25000:")
+    folder = tmp_path / "reencoded"
+    folder.mkdir()
+    real = [p for p in evaluation.query_paths if p.stat().st_size > 200][:6]
+    for i, p in enumerate(real):
+        im = Image.open(p).convert("RGB")
+        im.save(folder / f"a{i}.png", compress_level=1)
+        im.save(folder / f"b{i}.bmp")  # each one twice: repeats are not excused
+    calib = _quiet_build(folder, 12, format="images")
+    assert calib.source["repeated_content"] == 6
+    assert {h for h in calib.sha256}.isdisjoint({file_sha256(p) for p in real})  # no byte-identical file
+    with pytest.raises(CalibrationOverlapError, match="12 calibration image.* same decoded pixels"):
+        check_not_eval(calib, evaluation)
+    with pytest.warns(RepeatedCalibrationImagesWarning, match="6 calibration images repeat"):
+        build_calibration_set(folder, 12, format="images")
+
+
+def test_repeated_blank_training_frames_are_no_leak(nordland_dir: Path) -> None:
+    """All training frames, the 17 identical blank ones included, against the evaluation split: no leak,
+    and the blanks are counted as repeated content (16 repeats of one image)."""
+    evaluation = read_benchmark(nordland_dir, format="aligned", frames="25000:")
+    calib = _quiet_build(nordland_dir / "summer", 5000, format="images")
+    train = [p for p, d in zip(calib.paths, calib.pixel_digests(), strict=True) if int(p.stem[-5:]) < 25000]
+    blank = [p for p in train if p.stat().st_size < 200]
+    assert len(blank) == 17
+    subset = calibration_set_from_paths(train)
+    check_not_eval(subset, evaluation)  # passes
+    assert calib.source["repeated_content"] >= 16
 
 
 def test_cli_calibrate(nordland_dir: Path, tmp_path: Path) -> None:
@@ -98,6 +136,11 @@ def test_cli_calibrate(nordland_dir: Path, tmp_path: Path) -> None:
                               "--frames", ":25000", "--eval-data", str(nordland_dir), "--eval-frames", "25000:"])
     assert res.exit_code == 0, res.output
     assert "fewer than 300" in res.output and out.is_file()
+    assert json.loads(out.read_text())["source"]["leak_check"][0]["benchmark"]
+    unchecked = runner.invoke(app, ["calibrate", "--data", str(nordland_dir), "-n", "16", "-o",
+                                    str(tmp_path / "u.json"), "--frames", ":25000"])
+    assert unchecked.exit_code == 0 and "no leak check" in unchecked.output
+    assert json.loads((tmp_path / "u.json").read_text())["source"]["leak_check"] is None
     bad = runner.invoke(app, ["calibrate", "--data", str(nordland_dir), "-n", "16", "-o", str(tmp_path / "x.json"),
                               "--eval-data", str(nordland_dir), "--eval-frames", "25000:"])
     assert bad.exit_code != 0

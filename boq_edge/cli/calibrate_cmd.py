@@ -30,6 +30,7 @@ def calibrate_cmd(
     from boq_edge.calibration import (
         CalibrationError,
         FewCalibrationImagesWarning,
+        RepeatedCalibrationImagesWarning,
         build_calibration_set,
         save_calibration_set,
     )
@@ -53,18 +54,24 @@ def calibrate_cmd(
         fail("--eval-frames/--eval-option need --eval-data")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FewCalibrationImagesWarning)
+        warnings.simplefilter("always", RepeatedCalibrationImagesWarning)
         try:
             calib = build_calibration_set(data, n, seed=seed, format=format, options=opts, exclude=exclude)
         except (CalibrationError, BenchmarkFormatError, FileNotFoundError, ValueError) as e:
             fail(str(e))
     for w in caught:
-        if issubclass(w.category, FewCalibrationImagesWarning):
+        if issubclass(w.category, (FewCalibrationImagesWarning, RepeatedCalibrationImagesWarning)):
             console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False)
+    if not exclude:
+        console.print("[bold yellow]warning:[/] no leak check against an evaluation split was done (recorded in "
+                      "the manifest); pass --eval-data DIR [--eval-frames …] so calibration images that are "
+                      "evaluation images are refused", highlight=False, soft_wrap=True)
     calib = save_calibration_set(calib, out)
     t = Table(show_header=False, title=f"calibration set {out}")
     t.add_row("images", f"{len(calib)} of {calib.source.get('pool_size')} (seed {seed})")
     t.add_row("source", f"{calib.source.get('format')} {calib.source.get('options') or ''}".strip())
-    if exclude:
-        t.add_row("checked against", ", ".join(b.name for b in exclude))
+    t.add_row("leak check", ", ".join(b.name for b in exclude) if exclude else "none")
+    if calib.source.get("repeated_content"):
+        t.add_row("repeated pixels", str(calib.source["repeated_content"]))
     t.add_row("sha256", calib.content_hash())
     console.print(t)
