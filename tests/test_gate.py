@@ -65,3 +65,45 @@ def test_bad_rules_and_reports_are_clear(tmp_path: Path) -> None:
     gp.write_text("max_r1_drop = = 1")
     r = runner.invoke(app, ["gate", str(rp), "--rules", str(gp)])
     assert r.exit_code == 2 and "not valid TOML" in r.output
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "set no limit"),
+    ("[gate]\n", "set no limit"),
+    ("gate = 5\n", "must be a table"),
+    ("[gates]\nmax_r1_drop = 1\n", "unknown table"),
+    ("[gate]\nmax_r1_drop = nan\n", "must be a number"),
+    ("[gate]\nmax_r1_drop = 1\n[artifact.nope]\nmin_cosine = 0.9\n", "does not have"),
+    ("[gate]\nmax_r1_drop = 1\n[artifact]\nx = 1\n", "must be a table of rules"),
+])
+def test_rules_that_check_nothing_or_are_malformed_exit_2(tmp_path: Path, text: str, message: str) -> None:
+    rp, gp = _write(tmp_path, _report(0.3), text)
+    r = runner.invoke(app, ["gate", str(rp), "--rules", str(gp)])
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert "Traceback" not in r.output
+
+
+def test_binary_or_folder_rules_and_report_exit_2(tmp_path: Path) -> None:
+    rp, gp = _write(tmp_path, _report(0.3), "")
+    gp.write_bytes(b"\x00\xff\xfe binary")
+    r = runner.invoke(app, ["gate", str(rp), "--rules", str(gp)])
+    assert r.exit_code == 2 and "not valid TOML" in r.output
+    r = runner.invoke(app, ["gate", str(rp), "--rules", str(tmp_path)])
+    assert r.exit_code == 2 and "is a folder" in r.output
+    gp.write_text("[gate]\nmax_r1_drop = 1\n")
+    r = runner.invoke(app, ["gate", str(tmp_path), "--rules", str(gp)])
+    assert r.exit_code == 2 and "is a folder" in r.output
+    rp.write_text("[1, 2]")
+    r = runner.invoke(app, ["gate", str(rp), "--rules", str(gp)])
+    assert r.exit_code == 2 and "not a `boq-edge validate` report" in r.output
+
+
+def test_per_artifact_overrides_interval_rule_and_failed_rows(tmp_path: Path) -> None:
+    report = _report(0.3)
+    report["artifacts"][0]["recall_drop_stats"] = {"1": {"drop_pp": 0.3, "lower": -0.4, "upper": 1.1}}
+    report["artifacts"].append({"name": "trt-int8", "status": "failed", "reason": "engine pending"})
+    rules = parse_rules({"gate": {"max_r1_drop_upper": 1.5}, "artifact": {"openvino-int8": {"max_r1_drop_upper": 0.5}}})
+    by = {(c.artifact, c.rule.key): c for c in check_report(report, rules)}
+    assert not by[("openvino-int8", "max_r1_drop_upper")].passed  # 1.1 > the override 0.5
+    failed = by[("trt-int8", "max_r1_drop_upper")]
+    assert not failed.passed and "the artifact failed: engine pending" in failed.describe()
