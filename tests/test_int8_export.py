@@ -213,3 +213,33 @@ def test_budget_miss_writes_nothing(setup: dict, nordland_dir: Path, monkeypatch
     with pytest.raises(AccuracyBudgetError, match=r"30.00 pp .*budget of 0.5"):
         export_model(setup["model"], out, ExportOptions("onnx", "int8", int8=int8))
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_calibration_on_the_evaluation_split_fails_validation(setup: dict, nordland_dir: Path) -> None:
+    """`calibrate` without --eval-data on the evaluation frames → export --int8 → validate on those frames: the
+    bundle carries its calibration manifest, and validate finds the shared pixels and fails the row."""
+    import warnings
+
+    from boq_edge.calibration import FewCalibrationImagesWarning, Int8Options
+    from boq_edge.export.api import export_model
+    from boq_edge.export.options import ExportOptions
+
+    from boq_edge.data import read_benchmark
+    from boq_edge.model import save_checkpoint
+    from boq_edge.validate import validate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewCalibrationImagesWarning)
+        leaky = build_calibration_set(nordland_dir, 48, seed=1, format="aligned", options={"frames": "34000:"})
+    assert leaky.source["leak_check"] is None  # recorded: nobody checked
+    ckpt = save_checkpoint(setup["model"], setup["tmp"] / "leak-ref.boq")
+    options = ExportOptions("onnx", "int8", int8=Int8Options(calibration=leaky))
+    bundle = export_model(ckpt, setup["tmp"] / "leaky", options)
+    q = json.loads((bundle / "manifest.json").read_text())["quantization"]
+    assert q["calibration_file"] == "calibration.json" and (bundle / "calibration.json").is_file()
+    bench = read_benchmark(nordland_dir, "aligned", frames="34000:")
+    report = validate([bundle], ckpt, bench, latency_iters=2, warmup=0, progress=False, num_workers=0)
+    (row,) = report["artifacts"]
+    assert row["status"] == "failed" and "calibration leak" in row["reason"], row
+    assert "overlap the evaluation frames" in row["reason"] and "48 of the 48 calibration images" in row["reason"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from boq_edge.cli.app import app, console, fail
-from boq_edge.cli.export_cmd import print_bundle
+from boq_edge.cli.reports import print_bundle
 
 
 @app.command("build-engine")

@@ -15,37 +15,10 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from boq_edge.cli.app import app, console, fail
+from boq_edge.cli.reports import print_bundle
 from boq_edge.export.targets import TARGETS
-
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    value, unit = float(n) / 1024, "KiB"
-    for bigger in ("MiB", "GiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, bigger
-    return f"{value:.1f} {unit}"
-
-
-def print_bundle(path: Path) -> None:
-    """The verified bundle in a few rows: target, precision, preset, input, files and sizes."""
-    from boq_edge.runtime.manifest import read_manifest
-
-    m = read_manifest(path, verify=True)
-    t = Table(show_header=False, title=f"bundle {path}")
-    t.add_row("target / precision", f"{m.target} / {m.precision}")
-    t.add_row("preset", f"{m.preset} ({m.descriptor_dim}-D descriptors)")
-    t.add_row("input", f"{m.input_name} {'×'.join(map(str, m.input_shape))}, batch {':'.join(map(str, m.batch_range))}")
-    if m.inference_precision:
-        t.add_row("OpenVINO CPU precision", m.inference_precision)
-    for rel in sorted(m.files):
-        t.add_row(rel, _size((path / rel).stat().st_size))
-    console.print(t)
 
 
 def _target_options(inference_precision: str | None, workspace_gib: float | None,

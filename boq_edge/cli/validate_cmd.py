@@ -28,18 +28,37 @@ def validate_cmd(
     num_workers: int = typer.Option(2, "--num-workers", "-j", min=0),
     latency_iters: int = typer.Option(50, help="Timed runs per model for latency (batch 1)."),
     max_r1_drop: float | None = typer.Option(None, help="Gate: largest allowed Recall@1 drop, percentage points."),
+    max_r1_drop_upper: float | None = typer.Option(
+        None, help="Gate: largest allowed upper end of the Recall@1 drop's 95 % interval (pp); recommended over "
+        "--max-r1-drop, which one lucky query can pass."),
+    max_cross_r1_drop: float | None = typer.Option(
+        None, help="Gate: largest allowed Recall@1 drop with artifact and FP32 descriptors mixed (pp)."),
     min_cosine: float | None = typer.Option(None, help="Gate: smallest allowed descriptor cosine to the reference."),
     max_latency_ms: float | None = typer.Option(None, help="Gate: largest allowed median latency (ms, batch 1)."),
+    rules: Path | None = typer.Option(None, "--rules", help="Gate: a rules TOML as `boq-edge gate` reads it "
+                                      "(the flags above override its [gate] table)."),
     junit: Path | None = typer.Option(None, help="Also write the gate result as JUnit XML."),
+    allow_foreign_reference: bool = typer.Option(
+        False, "--allow-foreign-reference", help="Compare with a reference that is not the checkpoint the bundle "
+        "was exported from (refused otherwise); every report row then says so."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Keep the reference's descriptors across runs "
+                               "(keyed by checkpoint, preprocessing and image contents)."),
     backend: list[str] | None = typer.Option(
         None, "--backend", help="TARGET=BACKEND: run bundles of TARGET with BACKEND, e.g. tensorrt=onnxruntime "
         "to measure a TensorRT Q/DQ bundle where TensorRT is not installed (repeatable)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Recall drop, descriptor cosine, top-1 agreement and latency of bundles vs the FP32 reference."""
+    """Recall drop (with its 95 % interval), cosine, cross-precision recall and latency of bundles vs their checkpoint.
+
+    The reference must be the checkpoint the bundles were exported from (sha256); it runs with its own
+    preprocessing. A bundle that cannot be verified, loaded or run, whose preprocessing differs, or whose
+    calibration images are evaluation images, is a failed row. Exit 0 all passed, 1 a bundle failed or a gate
+    rule was violated, 2 bad input (including a foreign reference). The report is written in every case.
+    """
     from boq_edge.cli.eval_cmd import _READ_ERRORS, _reader_options
     from boq_edge.data import FORMATS, detect_format, read_benchmark
-    from boq_edge.gate import check_report, parse_rules
+    from boq_edge.evaluate.cache import default_cache_dir
+    from boq_edge.gate import GateError
     from boq_edge.model import CheckpointError
     from boq_edge.runtime import RuntimeUnavailable
     from boq_edge.validate import validate, write_report
@@ -53,17 +72,45 @@ def validate_cmd(
     except _READ_ERRORS as e:
         fail(str(e).strip("'\""))
     backends = {k: str(v) for k, v in parse_key_values(backend, "--backend", "tensorrt=onnxruntime").items()}
+    flags = {k: v for k, v in (("max_r1_drop", max_r1_drop), ("max_r1_drop_upper", max_r1_drop_upper),
+                               ("max_cross_r1_drop", max_cross_r1_drop), ("min_cosine", min_cosine),
+                               ("max_latency_ms", max_latency_ms)) if v is not None}
+    gate_rules = _gate_rules(rules, flags)
     try:
         report = validate(bundles, reference, bench, device=device, batch_size=batch_size, num_workers=num_workers,
-                          threads=threads, latency_iters=latency_iters, progress=progress, backends=backends)
-    except (CheckpointError, RuntimeUnavailable, ValueError, FileNotFoundError) as e:
+                          threads=threads, latency_iters=latency_iters, progress=progress, backends=backends,
+                          allow_foreign_reference=allow_foreign_reference,
+                          cache_dir=default_cache_dir() if cache else None, rules=gate_rules)
+    except (CheckpointError, RuntimeUnavailable, GateError, ValueError, FileNotFoundError) as e:
         fail(str(e))
     files = write_report(report, out)
     print_validation_table(report)
     console.print("wrote " + ", ".join(str(p) for p in files.values()), highlight=False)
-    rules = {k: v for k, v in (("max_r1_drop", max_r1_drop), ("min_cosine", min_cosine),
-                               ("max_latency_ms", max_latency_ms)) if v is not None}
-    if rules:
-        code = print_checks(check_report(report, parse_rules(rules)), junit)
-        if code:
-            raise typer.Exit(code)
+    _verdict(report, gate_rules, junit)
+
+
+def _verdict(report: dict, gate_rules: object, junit: Path | None) -> None:
+    """Exit 1 when a bundle could not be validated or a gate rule was violated (the report is written)."""
+    from boq_edge.gate import check_report
+
+    failed = [a for a in report["artifacts"] if a.get("status") == "failed"]
+    code = print_checks(check_report(report, gate_rules), junit) if gate_rules is not None else 0  # type: ignore[arg-type]
+    if failed:
+        fail(f"{len(failed)} of {len(report['artifacts'])} bundle(s) could not be validated: "
+             + "; ".join(f"{a['name']}: {a['reason']}" for a in failed), code=1)
+    if code:
+        raise typer.Exit(code)
+
+
+def _gate_rules(path: Path | None, flags: dict[str, float]):  # noqa: ANN202 - GateRules | None, imported lazily
+    """The rules file's rules with the command-line limits on top; None when neither sets anything."""
+    from boq_edge.gate import GateError, GateRules, load_rules, parse_rules
+
+    try:
+        base = load_rules(path) if path is not None else None
+        if base is None:
+            return parse_rules(flags) if flags else None
+        return GateRules({**base.defaults, **parse_rules(flags).defaults} if flags else base.defaults,
+                         base.per_artifact)
+    except GateError as e:
+        fail(str(e))

@@ -77,6 +77,25 @@ class EvalReport:
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
 
 
+def score(queries: Extraction, database: Extraction, benchmark: Benchmark,
+          k_values: Sequence[int]) -> tuple[RecallResult, np.ndarray]:
+    """Recall@k of query descriptors against database descriptors (each from any model: mixing is allowed).
+
+    Skipped database images are left out of the index, skipped queries out of the
+    denominator. Returns the result and the predictions in original database indices.
+    """
+    db_keep = np.flatnonzero(database.ok)
+    q_keep = np.flatnonzero(queries.ok)
+    ks = list(k_values)
+    _, local = search(queries.descriptors[q_keep], database.descriptors[db_keep], max(ks))
+    predictions = db_keep[local]
+    result = recall_from_predictions(predictions, [benchmark.positives[i] for i in q_keep], ks, num_db=len(db_keep))
+    if len(q_keep) != benchmark.num_queries:
+        # Report query indices in the benchmark's numbering, not the filtered one.
+        result.queries_without_positives = [int(q_keep[i]) for i in result.queries_without_positives]
+    return result, predictions
+
+
 def evaluate_benchmark(
     embed_fn: EmbedFn,
     benchmark: Benchmark,
@@ -105,15 +124,8 @@ def evaluate_benchmark(
     qs = extract_descriptors(embed_fn, benchmark.query_paths, preprocessing, desc="queries",
                              cache_key=f"{model_hash}|{fp}|queries" if use_cache else None, **common)  # type: ignore[arg-type]
 
-    db_keep = np.flatnonzero(db.ok)
-    q_keep = np.flatnonzero(qs.ok)
     ks = list(k_values)
-    _, local = search(qs.descriptors[q_keep], db.descriptors[db_keep], max(ks))
-    predictions = db_keep[local]
-    result = recall_from_predictions(predictions, [benchmark.positives[i] for i in q_keep], ks, num_db=len(db_keep))
-    if len(q_keep) != benchmark.num_queries:
-        # Report query indices in the benchmark's numbering, not the filtered one.
-        result.queries_without_positives = [int(q_keep[i]) for i in result.queries_without_positives]
+    result, predictions = score(qs, db, benchmark, ks)
     settings = {"k_values": ks, "batch_size": batch_size, "num_workers": num_workers, "skip_corrupt": skip_corrupt}
     return EvalReport(result, qs, db, benchmark, preprocessing, {**(model_info or {}), "hash": model_hash},
                       settings, predictions)
