@@ -70,7 +70,7 @@ def _load_batch(paths: Sequence[Path], start: int, spec: Preprocessing) -> Batch
     images, idx, failures = [], [], []
     for i, p in enumerate(paths):
         try:
-            images.append(load_image(p))
+            images.append(load_image(p, spec.exif_orientation))
             idx.append(start + i)
         except CorruptImageError as e:
             prefix = f"cannot read image {e.path}: "

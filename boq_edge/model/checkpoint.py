@@ -60,6 +60,16 @@ def read_torch_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse weights with NaN or inf: every descriptor of such a model would be NaN, yet "L2-normalised"."""
+    bad = [(k, int((~torch.isfinite(v)).sum())) for k, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(f"{k} ({n})" for k, n in bad[:4]) + (f" … (+{len(bad) - 4} more)" if len(bad) > 4 else "")
+        raise CheckpointError(f"{source} has non-finite (NaN/inf) weights in {len(bad)} tensor(s): {shown}; "
+                              f"it cannot be exported or evaluated — use an earlier checkpoint")
+
+
 def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Strict key and shape check whose error names every mismatch, not just the first."""
     own = model.state_dict()
@@ -125,7 +135,9 @@ def read_checkpoint_header(path: str | os.PathLike) -> tuple[ModelConfig, dict[s
     try:
         config = ModelConfig.from_dict(json.loads(header["config"]))
         meta = json.loads(header.get("meta", "{}"))
-    except (KeyError, ValueError, TypeError) as e:
+        if not isinstance(meta, dict):
+            raise TypeError("the provenance (meta) is not a mapping")
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError, OverflowError) as e:
         raise CheckpointError(f"{path} has an invalid model config: {e}") from None
     return config, meta
 
@@ -145,6 +157,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[VPRModel, ModelConfig, dic
 
         model = fold(model)  # type: ignore[arg-type]
     check_state_dict(model, state, str(path))
+    check_finite(state, str(path))
     model.load_state_dict(state, strict=True)
     meta = {**meta, "checkpoint_sha256": file_sha256(path)}
     return model.eval(), config, meta  # type: ignore[return-value]
@@ -156,6 +169,7 @@ def import_official(pth: str | os.PathLike, preset: str | ModelConfig, out: str 
     state = read_torch_state_dict(pth)
     model = VPRModel(config)
     check_state_dict(model, state, str(pth))
+    check_finite(state, str(pth))
     model.load_state_dict(state, strict=True)
     meta = {"source": "official", "source_file": Path(pth).name, "source_sha256": file_sha256(pth)}
     return save_checkpoint(model, out, meta)

@@ -27,6 +27,14 @@ BACKBONES: dict[str, type[Backbone]] = {
 }
 
 
+# Bounds on what a config may ask for, so an edited header fails with the field's name instead of
+# allocating until memory runs out (num_layers = 1e7). Far above every real BoQ model.
+LIMITS = {"proj_channels": 4096, "num_queries": 1024, "num_layers": 16, "row_dim": 1024, "trainable_stages": 64,
+          "backbone_stages": 64}
+POSITIVE = ("proj_channels", "num_queries", "num_layers", "row_dim")
+MAX_AGGREGATOR_PARAMETERS = 200_000_000  # the released ResNet-50 BoQ head has 2.7 M, DINOv2's 2.6 M
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str
@@ -45,17 +53,33 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"model config name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.backbone, str) or self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; choose from {list(BACKBONES)}")
-        for k in ("proj_channels", "num_queries", "num_layers", "row_dim"):
-            if getattr(self, k) <= 0:
-                raise ValueError(f"{k} must be positive, got {getattr(self, k)}")
+        if not isinstance(self.preprocessing, Preprocessing):
+            raise ValueError("preprocessing must be a Preprocessing record")
+        for k, hi in LIMITS.items():  # checked before any allocation: a header is untrusted input
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi or (v == 0 and k in POSITIVE):
+                raise ValueError(f"model config {k} = {v!r} is outside {1 if k in POSITIVE else 0}..{hi}")
         if self.proj_channels % 64:
             raise ValueError(f"proj_channels must be a multiple of 64, got {self.proj_channels}")
+        if self.aggregator_parameters > MAX_AGGREGATOR_PARAMETERS:
+            raise ValueError(f"model config asks for a {self.aggregator_parameters / 1e6:.0f} M-parameter BoQ "
+                             f"aggregator (proj_channels {self.proj_channels}, num_queries {self.num_queries}, "
+                             f"num_layers {self.num_layers}); the limit is {MAX_AGGREGATOR_PARAMETERS / 1e6:.0f} M")
         m = BACKBONES[self.backbone].input_multiple
         h, w = self.image_size
         if h % m or w % m:
             raise ValueError(f"{self.backbone} input size must be a multiple of {m}, got {h}x{w}")
+
+    @property
+    def aggregator_parameters(self) -> int:
+        """An upper bound of the parameters the BoQ aggregator allocates, known before building it."""
+        d, m, n = self.proj_channels, self.num_queries, self.num_layers
+        per_block = 12 * d * d + 4 * d * d + 4 * d * d + m * d + 32 * d  # encoder, self/cross attention, Q, biases
+        return n * per_block + n * m * self.row_dim + 9 * 1280 * d  # blocks, fc, proj_c (3×3 from ≤ 1280 channels)
 
     @property
     def descriptor_dim(self) -> int:
@@ -85,7 +109,13 @@ class ModelConfig:
             raise ValueError(f"unknown model config fields: {sorted(unknown)}")
         d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
         if d.get("train_image_size"):
-            d["train_image_size"] = tuple(d["train_image_size"])
+            size = d["train_image_size"]
+            if not (isinstance(size, (list, tuple)) and len(size) == 2
+                    and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in size)):
+                raise ValueError(f"model config train_image_size must be [height, width] in 1..4096, got {size!r}")
+            d["train_image_size"] = tuple(size)
+        if not isinstance(d.get("extra", {}), dict):
+            raise ValueError("model config extra must be a mapping")
         return cls(**d)
 
 

@@ -24,6 +24,14 @@ from boq_edge.runtime.manifest import Manifest
 Images = np.ndarray | Sequence[ImageLike]
 
 
+class NonFiniteDescriptorError(ValueError):
+    """A model returned NaN or inf for some inputs: "L2-normalised" descriptors that are not numbers."""
+
+    def __init__(self, message: str, rows: list[int]) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
 class RuntimeUnavailable(ImportError):
     """The inference library a backend needs is missing (or cannot run here); says what to install."""
 
@@ -86,7 +94,13 @@ class Runtime(ABC):
                 raise RuntimeError(f"{self.backend} returned shape {out.shape}, expected "
                                    f"({chunk.shape[0]}, {self.descriptor_dim})")
             outs.append(out[:real])
-        return l2_normalize(np.concatenate(outs, axis=0))
+        result = np.concatenate(outs, axis=0)
+        bad = np.flatnonzero(~np.isfinite(result).all(axis=1))
+        if bad.size:
+            raise NonFiniteDescriptorError(
+                f"{self.manifest.bundle_dir.name} ({self.backend}) returned non-finite descriptors for {bad.size} of "
+                f"{n} inputs (rows {bad[:5].tolist()}); the model or its inputs are broken", bad.tolist())
+        return l2_normalize(result)
 
     def embed(self, images: ImageLike | Sequence[ImageLike]) -> np.ndarray:
         """Descriptors for raw images: paths, PIL images or uint8 HxWx3 arrays (one or a list)."""
@@ -95,7 +109,12 @@ class Runtime(ABC):
         if isinstance(images, (str, os.PathLike, Image.Image)) or (isinstance(images, np.ndarray)
                                                                    and images.ndim in (2, 3)):
             images = [images]
-        return self(self.preprocess(list(images)))  # type: ignore[arg-type]
+        items = list(images)  # type: ignore[arg-type]
+        try:
+            return self(self.preprocess(items))
+        except NonFiniteDescriptorError as e:
+            names = [str(items[i]) if isinstance(items[i], (str, os.PathLike)) else f"image {i}" for i in e.rows[:3]]
+            raise NonFiniteDescriptorError(f"{e} — e.g. {', '.join(names)}", e.rows) from None
 
     def info(self) -> dict[str, Any]:
         m = self.manifest
