@@ -247,24 +247,40 @@ def load_calibration_set(path: str | os.PathLike, *, root: str | os.PathLike | N
     raw = p.read_bytes()
     try:
         d = json.loads(raw)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise CalibrationError(f"{p} is not valid JSON: {e}") from None
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise CalibrationError(f"{p} is not a boq-edge calibration manifest")
+    if not isinstance(d.get("source", {}), dict) or not isinstance(d.get("seed", 0), int):
+        raise CalibrationError(f"{p} has a malformed source or seed field")
     if d.get("format_version") != FORMAT_VERSION:
         raise CalibrationError(f"{p} has manifest version {d.get('format_version')}, this boq-edge reads "
                                f"{FORMAT_VERSION}")
+    if root is None and not isinstance(d.get("root"), str):
+        raise CalibrationError(f"{p} has no root folder for its image paths; pass root= (the folder the images "
+                               f"are under)")
     base = Path(root) if root is not None else Path(d["root"])
+    images = d.get("images")
+    if not isinstance(images, list) or not images:
+        raise CalibrationError(f"{p} lists no images (an 'images' list of {{path, sha256}} entries)")
     paths, hashes, pixels = [], [], []
-    for item in d.get("images", []):
+    for k, item in enumerate(images):
+        if not (isinstance(item, dict) and isinstance(item.get("path"), str) and isinstance(item.get("sha256"), str)):
+            raise CalibrationError(f"{p}: image entry {k} is not a {{path, sha256}} record: {str(item)[:80]}")
         ip = Path(item["path"])
         paths.append(ip if ip.is_absolute() else (base / ip))
-        hashes.append(str(item["sha256"]))
-        pixels.append(item.get("pixels_sha256", "?"))
-    if not paths:
-        raise CalibrationError(f"{p} lists no images")
+        hashes.append(item["sha256"])
+        px = item.get("pixels_sha256", "?")
+        pixels.append(px if px is None or isinstance(px, str) else "?")
     if verify:
         for ip, h in zip(paths, hashes, strict=True):
+            try:
+                present = ip.is_file() and file_sha256(ip) == h
+            except OSError as e:  # e.g. a name too long, a permission problem
+                raise CalibrationError(f"calibration image {str(ip)[:200]} (from {p}) cannot be read: "
+                                       f"{e.strerror or e}") from None
+            if present:
+                continue
             if not ip.is_file():
                 raise CalibrationError(f"calibration image {ip} (from {p}) is missing; pass root= / --calib-root "
                                        f"if the data moved")

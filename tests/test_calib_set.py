@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -146,3 +147,19 @@ def test_cli_calibrate(nordland_dir: Path, tmp_path: Path) -> None:
     assert bad.exit_code != 0
     assert "overlap the evaluation frames" in bad.output
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda d: d.pop("root"), "has no root folder"),
+    (lambda d: d.update(images="a.png"), "lists no images"),
+    (lambda d: d["images"][0].pop("sha256"), "image entry 0 is not a {path, sha256} record"),
+    (lambda d: d.update(source=5), "malformed source"),
+])
+def test_malformed_manifests_are_one_line_errors(nordland_dir: Path, tmp_path: Path, edit, message: str) -> None:  # noqa: ANN001
+    calib = save_calibration_set(_quiet_build(nordland_dir, 4, format="aligned", options={"frames": ":25000"}),
+                                 tmp_path / "c.json")
+    d = json.loads(calib.manifest_path.read_text())
+    edit(d)
+    calib.manifest_path.write_text(json.dumps(d))
+    with pytest.raises(CalibrationError, match=re.escape(message)):
+        load_calibration_set(calib.manifest_path)

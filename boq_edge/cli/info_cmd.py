@@ -12,12 +12,35 @@ from boq_edge.cli.app import app, console, fail, load_model
 
 
 @app.command("info")
-def info_cmd(path: Path = typer.Argument(..., help="A .boq checkpoint or an artifact bundle directory.")) -> None:
-    """Describe a checkpoint (preset, dims, parameters, input) or verify and describe a bundle."""
+def info_cmd(path: Path = typer.Argument(
+        ..., help="A .boq checkpoint, an artifact bundle directory or a calibration manifest (.json).")) -> None:
+    """Describe a checkpoint (preset, dims, parameters, input), or verify and describe a bundle or calibration set."""
     if path.is_dir():
         show_bundle(path)
+    elif path.suffix.lower() == ".json":
+        show_calibration(path)
     else:
         show_checkpoint(path)
+
+
+def show_calibration(path: Path) -> None:
+    """A calibration manifest, every image checked against its recorded sha256."""
+    from boq_edge.calibration.calibset import CalibrationError, load_calibration_set
+
+    try:
+        calib = load_calibration_set(path, verify=True)
+    except CalibrationError as e:
+        fail(str(e))
+    src = calib.source
+    t = Table(show_header=False, title=f"calibration set {path} (every image verified)")
+    t.add_row("images", f"{len(calib)} of {src.get('pool_size')} (seed {calib.seed})")
+    t.add_row("source", f"{src.get('format')} {src.get('options') or ''} {src.get('data') or ''}".strip())
+    checked = src.get("leak_check")
+    t.add_row("leak check", ", ".join(str(c.get("benchmark")) for c in checked if isinstance(c, dict))
+              if isinstance(checked, list) and checked else "none (no evaluation split was given)")
+    t.add_row("repeated pixels", str(src.get("repeated_content", "not recorded")))
+    t.add_row("sha256", calib.content_hash())
+    console.print(t)
 
 
 def show_checkpoint(path: Path) -> None:

@@ -61,6 +61,7 @@ class Manifest:
     input_name: str
     output_name: str
     input_shape: list[Any]
+    output_shape: list[Any]
     batch_min: int
     batch_opt: int
     batch_max: int
@@ -105,22 +106,26 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, bundle_dir: Path, d: dict[str, Any]) -> Manifest:
-        try:
-            inp, out, batch = d["input"], d["output"], d["batch"]
-            m = cls(
-                bundle_dir=bundle_dir, target=d["target"], precision=d["precision"], preset=d["preset"],
-                model_config=dict(d["model_config"]), descriptor_dim=int(d["descriptor_dim"]),
-                input_name=inp["name"], output_name=out["name"], input_shape=list(inp["shape"]),
-                batch_min=int(batch["min"]), batch_opt=int(batch["opt"]), batch_max=int(batch["max"]),
-                preprocessing=dict(d["preprocessing"]), files=dict(d["files"]),
-                artifacts=dict(d.get("artifacts", {})), inference_precision=d.get("inference_precision"),
-                quantization=d.get("quantization"), source=dict(d.get("source") or {}), onnx=d.get("onnx"),
-                folding=dict(d.get("folding") or {}), toolchain=dict(d.get("toolchain") or {}),
-                created_utc=d.get("created_utc"), schema_version=int(d["schema_version"]), raw=d,
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise BundleError(f"{bundle_dir}: manifest is missing or has a malformed field: {e}") from None
+        """Every field type-checked: a manifest is untrusted input, and a wrong type must not become a traceback."""
+        f = _Fields(bundle_dir, d)
+        inp, out, batch = f.get("input", dict), f.get("output", dict), f.get("batch", dict)
+        m = cls(
+            bundle_dir=bundle_dir, target=f.get("target", str), precision=f.get("precision", str),
+            preset=f.get("preset", str), model_config=f.get("model_config", dict),
+            descriptor_dim=f.get("descriptor_dim", int), input_name=f.sub(inp, "input", "name", str),
+            output_name=f.sub(out, "output", "name", str), input_shape=f.sub(inp, "input", "shape", list),
+            output_shape=f.sub(out, "output", "shape", list),
+            batch_min=f.sub(batch, "batch", "min", int), batch_opt=f.sub(batch, "batch", "opt", int),
+            batch_max=f.sub(batch, "batch", "max", int), preprocessing=f.get("preprocessing", dict),
+            files=f.mapping("files"), artifacts=f.mapping("artifacts", {}),
+            inference_precision=f.get("inference_precision", str, None),
+            quantization=f.get("quantization", dict, None), source=f.get("source", dict, {}) or {},
+            onnx=f.get("onnx", dict, None), folding=f.get("folding", dict, {}) or {},
+            toolchain=f.get("toolchain", dict, {}) or {}, created_utc=f.get("created_utc", str, None),
+            schema_version=f.get("schema_version", int), raw=d,
+        )
         from boq_edge.export.targets import TARGETS
+        from boq_edge.preprocess import Preprocessing
 
         if m.target not in TARGETS:
             raise BundleError(f"{bundle_dir}: unknown target {m.target!r} in manifest (known: {', '.join(TARGETS)})")
@@ -128,10 +133,49 @@ class Manifest:
             raise BundleError(f"{bundle_dir}: unknown precision {m.precision!r} in manifest")
         if not 1 <= m.batch_min <= m.batch_opt <= m.batch_max:
             raise BundleError(f"{bundle_dir}: invalid batch range {m.batch_range}")
+        if not 0 < m.descriptor_dim <= 1 << 20 or not all(isinstance(v, (int, str)) for v in m.input_shape):
+            raise BundleError(f"{bundle_dir}: manifest descriptor_dim or input shape is malformed")
+        try:
+            Preprocessing.from_dict(m.preprocessing)
+        except ValueError as e:
+            raise BundleError(f"{bundle_dir}: manifest {e}") from None
         for role, rel in m.artifacts.items():
             if rel not in m.files:
                 raise BundleError(f"{bundle_dir}: artifact {role} ({rel}) is not covered by the file hashes")
         return m
+
+
+class _Fields:
+    """Typed access to manifest fields; a missing or mistyped one is a BundleError naming it."""
+
+    _MISSING = object()
+
+    def __init__(self, bundle_dir: Path, d: dict[str, Any]) -> None:
+        self.bundle_dir, self.d = bundle_dir, d
+
+    def _check(self, value: Any, name: str, kind: type, default: Any) -> Any:
+        if value is self._MISSING:
+            if default is self._MISSING:
+                raise BundleError(f"{self.bundle_dir}: manifest has no {name} field")
+            return default
+        if value is None and default is None:
+            return None
+        if isinstance(value, bool) and kind is int or not isinstance(value, kind):
+            raise BundleError(f"{self.bundle_dir}: manifest field {name} must be {kind.__name__}, got "
+                              f"{type(value).__name__}")
+        return value
+
+    def get(self, key: str, kind: type, default: Any = _MISSING) -> Any:
+        return self._check(self.d.get(key, self._MISSING), key, kind, default)
+
+    def sub(self, table: dict[str, Any], table_name: str, key: str, kind: type) -> Any:
+        return self._check(table.get(key, self._MISSING), f"{table_name}.{key}", kind, self._MISSING)
+
+    def mapping(self, key: str, default: Any = _MISSING) -> dict[str, str]:
+        value = self.get(key, dict, default)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise BundleError(f"{self.bundle_dir}: manifest field {key} must map names to strings")
+        return dict(value)
 
 
 def hash_files(bundle_dir: str | os.PathLike, relpaths: list[str] | None = None) -> dict[str, str]:
