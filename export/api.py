@@ -80,6 +80,35 @@ def _quantize(folded: Any, target: Target, stage: Path, work: Path, options: Exp
     draft.quantization = report.to_manifest()
 
 
+def _inputs(source: Any, options: ExportOptions) -> list[Path]:
+    """What the export reads: the output must neither be nor contain any of it."""
+    out = [Path(source)] if isinstance(source, (str, os.PathLike)) else []
+    int8 = options.int8
+    if int8 is not None:
+        calib = int8.calibration
+        if isinstance(calib, (str, os.PathLike)):
+            out.append(Path(calib))
+            root = _calibration_root(Path(calib))
+            if root is not None:
+                out.append(root)
+        elif calib is not None:
+            out.append(Path(calib.root))
+        path = getattr(int8.validation, "path", None)
+        if path is not None:
+            out.append(Path(path))
+    return out
+
+
+def _calibration_root(manifest: Path) -> Path | None:
+    import json
+
+    try:
+        root = json.loads(manifest.read_text(encoding="utf-8")).get("root")
+    except (OSError, ValueError, AttributeError):
+        return None  # unreadable here: the INT8 stage names the problem
+    return Path(root) if isinstance(root, str) else None
+
+
 def export_model(source: str | os.PathLike | Any, out_dir: str | os.PathLike, options: ExportOptions, *,
                  overwrite: bool = False) -> Path:
     """Fold ``source`` and write a verified artifact bundle to ``out_dir``, as ``options`` say.
@@ -89,18 +118,19 @@ def export_model(source: str | os.PathLike | Any, out_dir: str | os.PathLike, op
     """
     target = get_target(options.target)
     out = Path(out_dir)
-    check_output_dir(out, overwrite)
+    inputs = _inputs(source, options)
+    check_output_dir(out, overwrite, inputs)
     target.check(options)
     folded, meta = _load(source, options.image_size)
     draft = _draft(folded, meta, options)
     target.prepare(draft, options, out)
-    with staging_dir(out, overwrite=overwrite) as stage, tempfile.TemporaryDirectory(prefix="boq-export-") as tmp:
+    with staging_dir(out, overwrite, inputs) as stage, tempfile.TemporaryDirectory(prefix="boq-export-") as tmp:
         if options.precision is Precision.INT8:
             _quantize(folded, target, stage, Path(tmp), options, draft)
         else:
             target.emit(folded, stage, options, draft, Path(tmp))
         draft.toolchain = toolchain_versions()
-        write_bundle(stage, out, draft)
+        write_bundle(stage, out, draft, replace=overwrite)
     target.finish(out, options)
     return out
 

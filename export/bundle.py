@@ -1,9 +1,10 @@
 """Artifact bundles: a directory of plain model files plus ``manifest.json``.
 
-Writing goes through a staging directory beside the destination (``.NAME.staging-XXXX``):
-emitters write into it, :func:`write_bundle` hashes every file, writes the manifest and
-renames the directory into place. A crash or an exception leaves either the old bundle
-or the new one, never a half-written mix. Reading and verifying is torch-free and lives
+Writing goes through a staging directory beside the destination (``.NAME.staging-XXXX``,
+locked against a second writer: :mod:`boq_edge.outputs`): emitters write into it,
+:func:`write_bundle` hashes every file, writes the manifest and swaps the directory into
+place with one atomic rename. A crash, an exception or a signal leaves either the old
+bundle or the new one, never a half-written mix and never neither. Reading and verifying is torch-free and lives
 in :mod:`boq_edge.runtime.manifest` (the device needs it); it is re-exported here.
 
 This module imports no torch, so ``build-engine`` can update bundles on a device.
@@ -15,8 +16,7 @@ import contextlib
 import os
 import platform
 import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from boq_edge.fileio import atomic_write_bytes, default_mode, file_sha256
+from boq_edge.outputs import OutputError, check_output, output_lock, publish, recover_leftovers, staging
 from boq_edge.runtime import embedded
 from boq_edge.runtime.manifest import (
     MANIFEST_NAME,
@@ -113,51 +114,50 @@ class ManifestDraft:
         return {**d, **self.sections}
 
 
-def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Refuse an existing ``out_dir`` unless ``overwrite`` (before any work, so none is wasted)."""
-    out = Path(out_dir).absolute()
-    if out.exists() and not overwrite:
-        raise BundleError(f"{out} already exists; replace it with --force (Python: overwrite=True)")
-    if out.exists() and not out.is_dir():
-        raise BundleError(f"{out} exists and is not a directory")
-    return out
+def is_bundle(path: str | os.PathLike) -> bool:
+    """A folder with a readable boq-edge manifest: what ``--force`` may replace."""
+    try:
+        load_manifest_dict(path)
+    except BundleError:
+        return False
+    return True
+
+
+def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False,
+                     inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Refuse, before any work, an output that exists (unless ``overwrite`` and it is a bundle) or would lose data."""
+    try:
+        return check_output(out_dir, inputs=inputs, overwrite=overwrite, replaceable=is_bundle, what="bundle")
+    except OutputError as e:
+        raise BundleError(str(e)) from None
 
 
 @contextlib.contextmanager
-def staging_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """A temporary sibling of ``out_dir`` to build a bundle in; removed if anything fails.
+def staging_dir(out_dir: str | os.PathLike, overwrite: bool = False,
+                inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+    """A folder to build a bundle in, beside ``out_dir``, locked against a second writer; removed whatever happens.
 
-    Call :func:`write_bundle` inside the block to publish it.
+    Call :func:`write_bundle` inside the block to publish it. What a killed earlier run left
+    beside ``out_dir`` is cleaned (or an interrupted replace undone) first.
     """
-    out = check_output_dir(out_dir, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    os.chmod(stage, default_mode(directory=True))
-    try:
-        yield stage
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)  # gone after a successful publish anyway
+    out = Path(out_dir).absolute()
+    check_output_dir(out, overwrite, inputs)
+    with output_lock(out):
+        recover_leftovers(out)
+        check_output_dir(out, overwrite, inputs)  # again, under the lock: another writer may have finished
+        with staging(out) as root:
+            stage = root / "new"
+            stage.mkdir()
+            os.chmod(stage, default_mode(directory=True))
+            yield stage
 
 
-def _publish(stage: Path, out: Path) -> None:
-    """Rename the staged directory into place; an old bundle is moved aside first, then deleted."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / "bundle")
-    try:
-        os.replace(stage, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old / "bundle", out)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+def write_bundle(stage: str | os.PathLike, out_dir: str | os.PathLike, manifest: ManifestDraft, *,
+                 replace: bool = False) -> Path:
+    """Hash every staged file, write ``manifest.json`` and move the bundle to ``out_dir``.
 
-
-def write_bundle(stage: str | os.PathLike, out_dir: str | os.PathLike, manifest: ManifestDraft) -> Path:
-    """Hash every staged file, write ``manifest.json`` and move the bundle to ``out_dir``."""
+    ``replace``: an existing bundle at ``out_dir`` is swapped out (atomically); otherwise it is an error.
+    """
     stage, out = Path(stage), Path(out_dir).absolute()
     for p in stage.rglob("*"):
         if p.is_file() and p.name.endswith(".tmp"):
@@ -171,31 +171,47 @@ def write_bundle(stage: str | os.PathLike, out_dir: str | os.PathLike, manifest:
         if p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
-    _publish(stage, out)
+    if out.exists() and not is_bundle(out):
+        raise BundleError(f"{out} appeared during the export and is not a bundle; it was left as it is")
+    try:
+        publish(stage, out, stage.parent, replace=replace)
+    except OutputError as e:
+        raise BundleError(str(e)) from None
     return out
 
 
 def update_bundle(bundle_dir: str | os.PathLike, new_files: dict[str, bytes],
                   changes: dict[str, Any]) -> Manifest:
-    """Add/replace files in an existing, verified bundle and rewrite its manifest (each write atomic).
+    """Add/replace files of a verified bundle and rewrite its manifest, all at once.
 
-    Used on the device by ``build-engine``: the engine is written first, the manifest that
-    lists it last, so an interrupted build leaves a valid bundle without the engine.
+    Used on the device by ``build-engine``. The updated bundle is built beside the old one
+    (unchanged files hard-linked, so it costs no space) and swapped in with one rename: an
+    interrupted build leaves the old bundle, complete and verifiable.
     """
-    root = Path(bundle_dir)
+    root = Path(bundle_dir).absolute()
     read_manifest(root, verify=True)
     d = load_manifest_dict(root)
-    for rel, data in new_files.items():
-        atomic_write_bytes(root / rel, data)
-    files = dict(d["files"])
-    files.update({rel: file_sha256(root / rel) for rel in new_files})
-    d = {**{k: v for k, v in d.items() if k not in ("schema", "schema_version")}, **changes, "files": files}
-    write_manifest(root, d)
+    with output_lock(root), staging(root) as work:
+        stage = work / "new"
+        for rel in d["files"]:
+            dst = stage / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(root / rel, dst)
+            except OSError:
+                shutil.copy2(root / rel, dst)
+        for rel, data in new_files.items():
+            atomic_write_bytes(stage / rel, data)
+        files = {**d["files"], **{rel: file_sha256(stage / rel) for rel in new_files}}
+        d = {**{k: v for k, v in d.items() if k not in ("schema", "schema_version")}, **changes, "files": files}
+        write_manifest(stage, d)
+        read_manifest(stage, verify=True)
+        publish(stage, root, work, replace=True)
     return read_manifest(root, verify=True)
 
 
 __all__ = [
     "MANIFEST_NAME", "SCHEMA_VERSION", "BundleError", "Manifest", "ManifestDraft", "OnnxRecord", "check_output_dir",
-    "read_manifest",
+    "is_bundle", "read_manifest",
     "staging_dir", "toolchain_versions", "update_bundle", "write_bundle",
 ]

@@ -90,9 +90,11 @@ class ExportOptions:
             raise ExportOptionsError(f"unknown precision {self.precision!r}; choose fp32, fp16 or int8") from None
         object.__setattr__(self, "batch_range", check_batch_range(tuple(self.batch_range)))  # type: ignore[arg-type]
         if self.image_size is not None:
+            from boq_edge.preprocess import MAX_SIDE
+
             h, w = (int(v) for v in self.image_size)
-            if h < 1 or w < 1:
-                raise ExportOptionsError(f"image size {h}x{w} must be positive")
+            if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
+                raise ExportOptionsError(f"image size {h}x{w} is outside 1..{MAX_SIDE} pixels a side")
             object.__setattr__(self, "image_size", (h, w))
         if self.precision is Precision.INT8 and self.int8 is None:
             raise ExportOptionsError("an INT8 export needs Int8Options (CLI: --int8 --calib FILE)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -14,7 +15,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="boq-edge: fold, quantize, export and validate Bag-of-Queries place-recognition models "
-    "for edge devices. Every subcommand is a thin wrapper over a Python function.",
+    "for edge devices. Every subcommand is a thin wrapper over a Python function. Exit codes: 0 done / passed, "
+    "1 a check or gate failed (a Recall@1 budget missed, a bundle that failed validation), 2 bad input or usage "
+    "(one line says what to change; nothing is written). Outputs never replace an input, the current folder, or "
+    "anything but a bundle (--force); a run killed or stopped with Ctrl-C/SIGTERM leaves nothing behind.",
 )
 # Piped or logged output (CI, `| tee`) gets rich's 80-column default, which squeezes the
 # validation and bench tables into ellipses; a wide fixed width keeps every number readable.
@@ -58,10 +62,26 @@ def load_model(ckpt: Path | None, preset: str | None, backbone_weights: Path | N
         fail(str(e).strip("'\""))
 
 
-def main() -> None:
-    """Console-script entry point."""
-    from boq_edge.cli import _load_commands
+def checked_output(path: Path, *, inputs: Sequence[Path] = (), what: str = "output", folder: bool = False) -> Path:
+    """``boq_edge.outputs.check_output`` for a command's output, before its work: a refusal is one line, exit 2.
 
+    ``folder``: an output folder this command writes files into (report.json …); it may exist.
+    """
+    from boq_edge.outputs import OutputError, check_output
+
+    try:
+        return check_output(path, inputs=inputs, what=what, overwrite=folder,
+                            replaceable=(lambda p: p.is_dir()) if folder else None)
+    except OutputError as e:
+        fail(str(e))
+
+
+def main() -> None:
+    """Console-script entry point. SIGTERM, like Ctrl-C, runs the cleanup of staging folders."""
+    from boq_edge.cli import _load_commands
+    from boq_edge.outputs import terminate_cleanly
+
+    terminate_cleanly()
     _load_commands()
     app(prog_name="boq-edge")
 

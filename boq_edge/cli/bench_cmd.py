@@ -7,14 +7,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from boq_edge.cli.app import app, console, fail
+from boq_edge.cli.app import app, checked_output, console, fail
 
 
 @app.command("bench")
 def bench_cmd(
     bundles: list[Path] = typer.Argument(..., help="Bundle directories, measured side by side."),
     batch: int = typer.Option(1, "--batch", min=1),
-    threads: int | None = typer.Option(None, help="Inference threads (default: the runtime's)."),
+    threads: int | None = typer.Option(None, min=1, help="Inference threads (default: the runtime's)."),
     warmup: int = typer.Option(10, min=0),
     iters: int = typer.Option(50, min=1, help="At least this many timed runs."),
     min_time: float = typer.Option(0.0, help="And at least this many seconds of timed runs."),
@@ -26,6 +26,8 @@ def bench_cmd(
 
     from boq_edge.bench import bench_bundle, system_info
 
+    if out is not None:
+        checked_output(out, inputs=bundles, what="benchmark results file")
     results = []
     for b in bundles:
         if not (b / "manifest.json").is_file():

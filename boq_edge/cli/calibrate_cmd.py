@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from boq_edge.cli.app import app, console, fail, parse_key_values
+from boq_edge.cli.app import app, checked_output, console, fail, parse_key_values
 
 
 @app.command("calibrate")
@@ -38,6 +38,7 @@ def calibrate_cmd(
 
     if out.exists() and not force:
         fail(f"{out} already exists; pass --force to replace it")
+    checked_output(out, inputs=[p for p in (data, eval_data) if p is not None], what="calibration manifest")
     opts = parse_key_values(option, "--option")
     if frames is not None:
         opts["frames"] = frames

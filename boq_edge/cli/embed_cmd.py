@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from boq_edge.cli.app import app, console, fail
+from boq_edge.cli.app import app, checked_output, console, fail
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -34,8 +34,8 @@ def embed_cmd(
     images: list[Path] = typer.Argument(..., help="Image files and/or folders (expanded recursively, sorted)."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the (N, D) float32 descriptors (.npy)."),
     backend: str | None = typer.Option(None, help="onnxruntime, openvino, tensorrt (default: the bundle's)."),
-    threads: int | None = typer.Option(None, help="Inference threads."),
-    batch_size: int = typer.Option(16, help="Images per preprocessing + inference step."),
+    threads: int | None = typer.Option(None, min=1, help="Inference threads."),
+    batch_size: int = typer.Option(16, min=1, help="Images per preprocessing + inference step."),
     list_out: Path | None = typer.Option(None, help="Also write the image paths, one per row, in order."),
 ) -> None:
     """Embed images with a bundle: the manifest's preprocessing, L2-normalised descriptors."""
@@ -48,8 +48,9 @@ def embed_cmd(
     files = expand_images(images)
     if not files:
         fail("no images found in the given paths")
-    if batch_size < 1:
-        fail("--batch-size must be at least 1")
+    for target in (out, list_out):
+        if target is not None:
+            checked_output(target, inputs=[*files, bundle], what="descriptor output")
     try:
         rt = load_runtime(bundle, backend=backend, threads=threads)
     except (BundleError, RuntimeUnavailable, ValueError) as e:
@@ -57,7 +58,7 @@ def embed_cmd(
     t0 = time.perf_counter()
     try:
         desc = np.concatenate([rt.embed(files[i:i + batch_size]) for i in range(0, len(files), batch_size)])
-    except (CorruptImageError, OSError) as e:
+    except (CorruptImageError, OSError, ValueError) as e:  # ValueError: non-finite descriptors, odd arrays
         fail(str(e))
     seconds = time.perf_counter() - t0
     buf = io.BytesIO()

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from boq_edge.cli.app import app, console, err_console, fail
+from boq_edge.cli.app import app, checked_output, console, err_console, fail
 
 _READ_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError, ImportError, OSError)
 
@@ -103,7 +103,12 @@ def eval_cmd(
         fail(str(e).strip("'\""))
 
     model, config, model_info, model_hash = _build_model(ckpt, preset, backbone_weights, seed)
-    pre = config.preprocessing if image_size is None else config.preprocessing.with_size(*image_size)
+    out = output or Path(f"eval_{_slug(model_info['name'])}_{_slug(bench.name)}.json")
+    checked_output(out, inputs=[p for p in (ckpt, dataset) if p is not None], what="evaluation report")
+    try:
+        pre = config.preprocessing if image_size is None else config.preprocessing.with_size(*image_size)
+    except ValueError as e:
+        fail(f"--image-size: {e}")
     n_without = int(bench.queries_without_positives().size)
     console.print(f"[bold]{bench.name}[/] ({bench.format}): {bench.num_queries} queries, {bench.num_db} database "
                   f"images, {n_without} queries without positives; model {model_info['name']} "
@@ -125,7 +130,6 @@ def eval_cmd(
         fail(f"evaluation failed: {e}")
 
     _print_report(report)
-    out = output or Path(f"eval_{_slug(model_info['name'])}_{_slug(bench.name)}.json")
     try:
         report.write_json(out)
     except OSError as e:

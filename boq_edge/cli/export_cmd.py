@@ -39,12 +39,14 @@ def _target_options(inference_precision: str | None, workspace_gib: float | None
     return given[0] if given else None
 
 
-def _int8_options(int8: bool, calibration: Path | None, qat_epochs: int, max_r1_drop: float | None,
-                  val_data: Path | None, val_format: str, val_frames: str | None, seed: int) -> Any:
+def _int8_options(int8: bool, calibration: Path | None, calib_root: Path | None, qat_epochs: int,
+                  max_r1_drop: float | None, val_data: Path | None, val_format: str, val_frames: str | None,
+                  seed: int) -> Any:
     from boq_edge.calibration.options import Int8Options, ValidationSpec
 
-    flags = {"--calibration": calibration is not None, "--qat-epochs": qat_epochs > 0,
-             "--max-r1-drop": max_r1_drop is not None, "--val-data": val_data is not None}
+    flags = {"--calibration": calibration is not None, "--calib-root": calib_root is not None,
+             "--qat-epochs": qat_epochs > 0, "--max-r1-drop": max_r1_drop is not None,
+             "--val-data": val_data is not None}
     if not int8:
         if any(flags.values()):
             fail(f"{', '.join(k for k, v in flags.items() if v)} only apply with --int8")
@@ -53,7 +55,8 @@ def _int8_options(int8: bool, calibration: Path | None, qat_epochs: int, max_r1_
         fail("--val-frames needs --val-data")
     validation = None if val_data is None else ValidationSpec(
         val_data, val_format, {"frames": val_frames} if val_frames is not None else {})
-    return Int8Options(calibration=calibration, qat_epochs=qat_epochs, max_r1_drop=max_r1_drop,
+    return Int8Options(calibration=calibration, calibration_root=calib_root, qat_epochs=qat_epochs,
+                       max_r1_drop=max_r1_drop,
                        validation=validation, seed=seed,
                        log=lambda m: console.print(f"[dim]{escape(m)}[/]", highlight=False))
 
@@ -72,6 +75,9 @@ def export_cmd(
         "Needs --calibration."),
     calibration: Path | None = typer.Option(
         None, "--calibration", "--calib", help="With --int8: calibration manifest from `boq-edge calibrate`."),
+    calib_root: Path | None = typer.Option(
+        None, "--calib-root", help="With --calib: the folder its image paths are relative to, when the data "
+        "moved since the manifest was written."),
     qat_epochs: int = typer.Option(
         0, "--qat-epochs", min=0, help="With --int8: quantization-aware tuning epochs (FP32 teacher distillation "
         "on the calibration images); 0 = post-training quantization."),
@@ -109,8 +115,8 @@ def export_cmd(
         fail(f"{ckpt}: no such checkpoint file")
     with _user_errors():
         precision = Precision.from_flags(fp16, int8)
-        int8_options = _int8_options(int8, calibration, qat_epochs, max_r1_drop, val_data, val_format, val_frames,
-                                     seed)
+        int8_options = _int8_options(int8, calibration, calib_root, qat_epochs, max_r1_drop, val_data, val_format,
+                                     val_frames, seed)
         target_options = _target_options(inference_precision, workspace_gib, build_engine)
         text = batch_range or (str(batch) if batch is not None else None)
         options = ExportOptions(target=target, precision=precision, int8=int8_options,

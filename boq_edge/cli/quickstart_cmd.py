@@ -21,7 +21,7 @@ def quickstart_cmd(
     max_minutes: float = typer.Option(6.0, help="Training wall-time budget in minutes."),
     image_size: tuple[int, int] = typer.Option((48, 96), help="Input H W for training and export."),
     calibration_images: int = typer.Option(300, help="Calibration images drawn from the training frames."),
-    threads: int | None = typer.Option(None, help="Threads for torch and the runtimes (default: all cores)."),
+    threads: int | None = typer.Option(None, min=1, help="Threads for torch and the runtimes (default: all cores)."),
     out: Path = typer.Option(Path("runs/quickstart"), "--out", "-o", help="Run folder (checkpoints, bundles, report)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:

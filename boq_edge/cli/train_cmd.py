@@ -60,7 +60,7 @@ def train_cmd(
                                    "bf16, else off), off, bf16, fp16."),
     seed: int | None = typer.Option(None, help="Seed for initialisation, data order and augmentation (default 0)."),
     num_workers: int | None = typer.Option(None, "--num-workers", "-j", help="DataLoader workers (default 1)."),
-    threads: int | None = typer.Option(None, help="torch threads per process (default: cores / processes)."),
+    threads: int | None = typer.Option(None, min=1, help="torch threads per process (default: cores / processes)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory (default runs/train)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="JSON/TOML file with these settings."),
     resume: Path | None = typer.Option(None, help="Continue a run: its directory, best.boq/last.boq or *.state.pt."),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from boq_edge.cli.app import app, console, fail, parse_key_values
+from boq_edge.cli.app import app, checked_output, console, fail, parse_key_values
 from boq_edge.cli.reports import print_checks, print_validation_table
 
 
@@ -23,10 +23,10 @@ def validate_cmd(
     threshold: float | None = typer.Option(None, help="vpr-folder: positive distance in metres."),
     out: Path = typer.Option(Path("validation"), "--out", "-o", help="Folder for report.json, report.md, the plot."),
     device: str = typer.Option("auto", help="Reference device: auto (GPU when present), cpu, cuda."),
-    threads: int | None = typer.Option(None, help="Threads for the runtimes and torch (default: all)."),
+    threads: int | None = typer.Option(None, min=1, help="Threads for the runtimes and torch (default: all)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=1),
     num_workers: int = typer.Option(2, "--num-workers", "-j", min=0),
-    latency_iters: int = typer.Option(50, help="Timed runs per model for latency (batch 1)."),
+    latency_iters: int = typer.Option(50, min=1, help="Timed runs per model for latency (batch 1)."),
     max_r1_drop: float | None = typer.Option(None, help="Gate: largest allowed Recall@1 drop, percentage points."),
     max_r1_drop_upper: float | None = typer.Option(
         None, help="Gate: largest allowed upper end of the Recall@1 drop's 95 % interval (pp); recommended over "
@@ -65,6 +65,9 @@ def validate_cmd(
 
     if format != "auto" and format not in FORMATS:
         fail(f"unknown --format {format!r}; choose auto or one of {', '.join(FORMATS)}")
+    checked_output(out, inputs=[*bundles, reference, dataset], what="report folder", folder=True)
+    if junit is not None:
+        checked_output(junit, inputs=[*bundles, reference, dataset], what="JUnit file")
     try:
         fmt = detect_format(dataset) if format == "auto" else format
         bench = read_benchmark(dataset, fmt, **_reader_options(fmt, queries, database, tolerance, frames, threshold,
