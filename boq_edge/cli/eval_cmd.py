@@ -85,7 +85,6 @@ def eval_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Recall@k of a model on a place-recognition benchmark; prints a table and writes JSON."""
-    from boq_edge.data import FORMATS, detect_format, read_benchmark
     from boq_edge.evaluate.cache import default_cache_dir
 
     ks = _parse_k(k)
@@ -93,14 +92,7 @@ def eval_cmd(
         fail("give either a checkpoint file CKPT or --preset NAME (not both)")
     if backbone_weights is not None and preset is None:
         fail("--backbone-weights applies only with --preset (a checkpoint already has its weights)")
-    if format != "auto" and format not in FORMATS:
-        fail(f"unknown --format {format!r}; choose auto or one of {', '.join(FORMATS)}")
-    try:
-        fmt = detect_format(dataset) if format == "auto" else format
-        options = _reader_options(fmt, queries, database, tolerance, frames, threshold, set_name)
-        bench = read_benchmark(dataset, fmt, **options)
-    except _READ_ERRORS as e:
-        fail(str(e).strip("'\""))
+    bench = _read(dataset, format, queries, database, tolerance, frames, threshold, set_name)
 
     model, config, model_info, model_hash = _build_model(ckpt, preset, backbone_weights, seed)
     out = output or Path(f"eval_{_slug(model_info['name'])}_{_slug(bench.name)}.json")
@@ -135,6 +127,21 @@ def eval_cmd(
     except OSError as e:
         fail(f"cannot write the report {out}: {e}")
     console.print(f"wrote {out}")
+
+
+def _read(dataset: Path, format: str, queries: str | None, database: str | None, tolerance: int | None,
+          frames: str | None, threshold: float | None, set_name: str | None):  # noqa: ANN202 - a Benchmark
+    """The benchmark the flags describe, or one line and exit 2."""
+    from boq_edge.data import FORMATS, detect_format, read_benchmark
+
+    if format != "auto" and format not in FORMATS:
+        fail(f"unknown --format {format!r}; choose auto or one of {', '.join(FORMATS)}")
+    try:
+        fmt = detect_format(dataset) if format == "auto" else format
+        return read_benchmark(dataset, fmt, **_reader_options(fmt, queries, database, tolerance, frames, threshold,
+                                                              set_name))
+    except _READ_ERRORS as e:
+        fail(str(e).strip("'\""))
 
 
 def _build_model(ckpt: Path | None, preset: str | None, backbone_weights: Path | None,
